@@ -1,0 +1,1 @@
+"""openhoof-router: a tiny local model that picks the tools for each agent turn."""

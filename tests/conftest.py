@@ -1,0 +1,58 @@
+"""Shared fixtures: real files in temporary folders, the real embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from openhoof_router.paths import Paths
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One model cache for the whole session (OPENHOOF_CACHE_DIR reuses an existing one)."""
+    existing = os.environ.get("OPENHOOF_CACHE_DIR")
+    return Path(existing) if existing else tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture()
+def home(tmp_path, cache_dir, monkeypatch) -> Path:
+    """A fresh OPENHOOF_HOME per test, sharing the session's model cache."""
+    monkeypatch.setenv("OPENHOOF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OPENHOOF_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("OPENHOOF_DATA_DIR", raising=False)
+    monkeypatch.delenv("OPENHOOF_MODELS_DIR", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture()
+def paths(home) -> Paths:
+    return Paths.resolve()
+
+
+@pytest.fixture(scope="session")
+def base_ref(cache_dir):
+    from openhoof_router.base_model import embedded_gguf
+
+    return embedded_gguf(Paths(home=cache_dir, data_dir=cache_dir, models_dir=cache_dir, cache_dir=cache_dir))
+
+
+@pytest.fixture(scope="session")
+def engine(base_ref):
+    from openhoof_router.backends.llamacpp import LlamaCppBackend
+    from openhoof_router.engine import RouterEngine
+
+    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=2, model_id=base_ref.identity))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def builtin():
+    from openhoof_router.tools import builtin_tools
+
+    return builtin_tools()
