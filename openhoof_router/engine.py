@@ -25,6 +25,8 @@ class _Prepared:
     specs: tuple[ToolSpec, ...]
     prefix: tuple[int, ...]
     vocab: AnswerVocabulary
+    backend: Backend | None = None
+    """The backend these tokens were made with (a hot swap invalidates them)."""
 
 
 class RouterEngine:
@@ -60,16 +62,17 @@ class RouterEngine:
         block = render_tool_block(specs)
         key = (block,)
         prepared = self._prepared.get(key)
-        if prepared is None:
+        if prepared is None or prepared.backend is not self.backend:
             with self._lock:
-                prefix = tuple(self.backend.tokenize(block, bos=True))
-                vocab = AnswerVocabulary.build(self.backend, [s.name for s in specs])
-            if len(prefix) + ANSWER_RESERVE >= self.backend.n_ctx:
+                backend = self.backend
+                prefix = tuple(backend.tokenize(block, bos=True))
+                vocab = AnswerVocabulary.build(backend, [s.name for s in specs])
+            if len(prefix) + ANSWER_RESERVE >= backend.n_ctx:
                 raise BackendError(
                     f"the tool list alone takes {len(prefix)} tokens, over the context window "
-                    f"({self.backend.n_ctx}); offer fewer tools or shorten their descriptions"
+                    f"({backend.n_ctx}); offer fewer tools or shorten their descriptions"
                 )
-            prepared = _Prepared(specs, prefix, vocab)
+            prepared = _Prepared(specs, prefix, vocab, backend)
             if len(self._prepared) > 64:
                 self._prepared.clear()
             self._prepared[key] = prepared
@@ -80,8 +83,11 @@ class RouterEngine:
         prepared = self.prepare(tools)
         names = [s.name for s in prepared.specs]
         started = time.perf_counter()
-        ident = {"model": self.backend.model_id, "adapter": self.backend.adapter_id, "backend": self.backend.name}
         with self._lock:
+            if prepared.backend is not self.backend:  # swapped meanwhile: re-tokenize for the new model
+                prepared = self.prepare(tools)
+            ident = {"model": self.backend.model_id, "adapter": self.backend.adapter_id,
+                     "backend": self.backend.name}
             user = self.backend.tokenize(render_user_turn(message), bos=False)
             room = self.backend.n_ctx - len(prepared.prefix) - ANSWER_RESERVE
             if len(user) > room:

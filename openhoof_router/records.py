@@ -48,6 +48,8 @@ class RoutingDecision(BaseModel):
     backend: str = ""
     fallback: bool = False
     """Set by callers that ignored this decision and offered all tools instead."""
+    fallback_reason: str | None = None
+    """Why it fell back: ``invalid``, ``low_confidence`` or ``tool_threshold:NAME``."""
 
     @property
     def tool_names(self) -> list[str]:

@@ -12,7 +12,6 @@ What a *model* argument may be, for every backend:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -35,13 +34,6 @@ def pick_backend(backend: str | None = "auto") -> str:
     if choice not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of auto, {', '.join(BACKENDS)}")
     return choice
-
-
-def read_manifest(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"{run_dir} is not a training run (manifest.json unreadable: {exc})") from exc
 
 
 def _is_lora_gguf(path: Path) -> bool:
@@ -70,7 +62,7 @@ def load_backend(
     if model_path is not None and not model_path.exists():
         raise BackendError(f"trained model not found: {model_path}")
     run_dir = model_path if model_path is not None and model_path.is_dir() else None
-    run_id = read_manifest(run_dir).get("run_id", run_dir.name) if run_dir else None
+    run_id = run_dir.name if run_dir else None  # run folders are named by their id
 
     if kind == "llama.cpp":
         from .llamacpp import LlamaCppBackend

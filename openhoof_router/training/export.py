@@ -1,0 +1,358 @@
+"""Export a trained router as one llama.cpp-loadable GGUF (Gemma 3 text, arch ``gemma3``).
+
+The LoRA adapter is merged into the float weights in transformers and the whole model is
+written with the ``gguf`` package: no adapter converter (Gemma-3 LoRA conversion has
+failed upstream before), and llama.cpp serves the very weights transformers evaluated.
+
+Tensor transforms, mirrored from llama.cpp's ``convert_hf_to_gguf.py`` (``Gemma3Model``)
+and undone by transformers' GGUF loader (``Gemma2TensorProcessor``, used for gemma3):
+
+* every RMSNorm weight (``*norm.weight``: input/post-attention/pre-/post-feedforward
+  layernorms, q_norm, k_norm and the final norm) is stored as ``w + 1``, because Gemma's
+  RMSNorm multiplies by ``1 + w`` while llama.cpp multiplies by the stored weight;
+* q/k are *not* permuted (Gemma uses the NeoX rope layout, unlike Llama);
+* tied embeddings: ``lm_head.weight`` is not written, llama.cpp reuses ``token_embd``;
+* matrices keep the HF ``(out, in)`` layout (GGUF lists dims reversed); 1-D tensors stay F32.
+
+Tokenizer keys (and the general metadata that still holds) come from a template GGUF,
+normally the embedded base; hyperparameters come from the transformers config, so a
+tiny random config exports too.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # heavy imports stay lazy: the router process never needs torch
+    import torch
+    from gguf import GGUFWriter
+
+log = logging.getLogger(__name__)
+
+ARCH = "gemma3"
+SWA_PERIOD = 6  # llama.cpp hard-codes Gemma 3's 5-local:1-global layer pattern
+LLAMA_CPP_SWA_ROPE_BASE = 10000.0  # and the local layers' rope base (older builds ignore the key)
+# Template keys that describe the template file itself, not the model being written.
+_STALE_GENERAL = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment"}
+_SIZE_GENERAL = {"general.size_label"}  # wrong once the shape differs from the template
+
+
+class ExportError(RuntimeError):
+    """The model cannot be written as a GGUF llama.cpp would run the same way."""
+
+
+# -- config --------------------------------------------------------------------------------
+def _text_config(config: Any) -> Any:
+    """A Gemma3Config (multimodal) carries the text model's config inside."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _rope(cfg: Any, layer_type: str) -> dict:
+    """Rope parameters per layer type: transformers 5 ``rope_parameters``, or 4.x fields."""
+    params = getattr(cfg, "rope_parameters", None) or {}
+    if layer_type in params:
+        return dict(params[layer_type])
+    if layer_type == "sliding_attention":
+        theta = getattr(cfg, "rope_local_base_freq", LLAMA_CPP_SWA_ROPE_BASE)
+        return {"rope_type": "default", "rope_theta": theta}
+    scaling = dict(getattr(cfg, "rope_scaling", None) or {"rope_type": "default"})
+    scaling.setdefault("rope_type", scaling.get("type", "default"))
+    return {**scaling, "rope_theta": getattr(cfg, "rope_theta", 1_000_000.0)}
+
+
+def _check_llama_cpp_semantics(cfg: Any) -> None:
+    """Refuse configs llama.cpp's gemma3 graph would silently compute differently."""
+    n = cfg.num_hidden_layers
+    problems = []
+    expected = ["full_attention" if (i + 1) % SWA_PERIOD == 0 else "sliding_attention" for i in range(n)]
+    if getattr(cfg, "layer_types", None) is not None and list(cfg.layer_types) != expected:
+        problems.append(f"layer_types is not the 1-in-{SWA_PERIOD} global pattern llama.cpp assumes")
+    # llama.cpp scales attention by 1/sqrt(head_dim), except 27B (62 layers): 1/sqrt(hidden/heads).
+    scalar = cfg.hidden_size // cfg.num_attention_heads if n == 62 else cfg.head_dim
+    if getattr(cfg, "query_pre_attn_scalar", scalar) != scalar:
+        problems.append(f"query_pre_attn_scalar={cfg.query_pre_attn_scalar}, llama.cpp uses {scalar}")
+    if getattr(cfg, "attn_logit_softcapping", None) or getattr(cfg, "final_logit_softcapping", None):
+        problems.append("logit softcapping is not part of Gemma 3")
+    if getattr(cfg, "use_bidirectional_attention", False):
+        problems.append("bidirectional attention (EmbeddingGemma) is another llama.cpp architecture")
+    if getattr(cfg, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+        problems.append(f"activation {cfg.hidden_activation}, llama.cpp uses tanh-approximated GELU")
+    if _rope(cfg, "sliding_attention").get("rope_type", "default") != "default":
+        problems.append("scaled rope on sliding layers")
+    if (kind := _rope(cfg, "full_attention").get("rope_type", "default")) not in ("default", "linear"):
+        problems.append(f"rope type {kind} on global layers")
+    if problems:
+        raise ExportError("config not exportable to llama.cpp gemma3: " + "; ".join(problems))
+
+
+def _add_hparams(writer: GGUFWriter, cfg: Any) -> None:
+    import gguf
+
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_key_length(cfg.head_dim)
+    writer.add_value_length(cfg.head_dim)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_sliding_window(cfg.sliding_window)
+    full, local = _rope(cfg, "full_attention"), _rope(cfg, "sliding_attention")
+    writer.add_rope_freq_base(full["rope_theta"])
+    writer.add_rope_freq_base_swa(local["rope_theta"])
+    if local["rope_theta"] != LLAMA_CPP_SWA_ROPE_BASE:
+        log.warning("local rope base %s: llama.cpp builds without %s.rope.freq_base_swa use %s",
+                    local["rope_theta"], ARCH, LLAMA_CPP_SWA_ROPE_BASE)
+    if full.get("rope_type") == "linear":  # Gemma 3 4B+: scaling applies to global layers only
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(full["factor"])
+
+
+# -- template metadata ---------------------------------------------------------------------
+def _numpy_dtypes() -> dict:
+    from gguf import GGUFValueType as V
+
+    return {V.UINT8: "<u1", V.INT8: "<i1", V.UINT16: "<u2", V.INT16: "<i2", V.UINT32: "<u4", V.INT32: "<i4",
+            V.FLOAT32: "<f4", V.BOOL: "?", V.UINT64: "<u8", V.INT64: "<i8", V.FLOAT64: "<f8"}
+
+
+def read_metadata(path: Path) -> dict[str, tuple[Any, Any, Any]]:
+    """The key/value section of a GGUF: ``{key: (value, type, array item type)}``.
+
+    Parsed here rather than with ``gguf.GGUFReader``, which indexes every element of the
+    262k-entry vocabulary arrays (~15 s here); strings stay raw bytes so they copy exactly.
+    """
+    from gguf import GGUFValueType as V
+
+    dtypes = {k: np.dtype(v) for k, v in _numpy_dtypes().items()}
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        magic, version, _, n_kv = struct.unpack_from("<4sIQQ", buf, 0)
+        if magic != b"GGUF" or version not in (2, 3):
+            raise ExportError(f"{path} is not a little-endian GGUF v2/v3 file")
+        pos = 24
+
+        def string() -> bytes:
+            nonlocal pos
+            (size,) = struct.unpack_from("<Q", buf, pos)
+            pos += 8 + size
+            return bytes(buf[pos - size:pos])
+
+        def numbers(vtype: V, count: int) -> list:
+            nonlocal pos
+            items = np.frombuffer(buf, dtypes[vtype], count, pos).tolist()  # copies: the map can close
+            pos += dtypes[vtype].itemsize * count
+            return items
+
+        meta = {}
+        for _ in range(n_kv):
+            key = string().decode("utf-8")
+            vtype = V(struct.unpack_from("<I", buf, pos)[0])
+            pos += 4
+            if vtype == V.STRING:
+                meta[key] = (string(), vtype, None)
+            elif vtype != V.ARRAY:
+                meta[key] = (numbers(vtype, 1)[0], vtype, None)
+            else:
+                sub, count = struct.unpack_from("<IQ", buf, pos)
+                pos, sub = pos + 12, V(sub)
+                if sub == V.ARRAY:
+                    raise ExportError(f"{path}: nested array {key} is not supported")
+                items = [string() for _ in range(count)] if sub == V.STRING else numbers(sub, count)
+                meta[key] = (items, vtype, sub)
+    return meta
+
+
+def _copy_template_kv(writer: GGUFWriter, meta: dict[str, tuple[Any, Any, Any]], cfg: Any, skip: set[str]) -> None:
+    arch = meta.get("general.architecture", (b"",))[0].decode()
+    shape = tuple(meta.get(f"{arch}.{k}", (None,))[0] for k in ("block_count", "embedding_length"))
+    same_shape = shape == (cfg.num_hidden_layers, cfg.hidden_size)
+    for key, (value, vtype, sub) in meta.items():
+        if key in _STALE_GENERAL or key in skip or (key in _SIZE_GENERAL and not same_shape):
+            continue
+        if key.startswith(("tokenizer.", "general.")) and value != []:  # the writer rejects empty arrays
+            writer.add_key_value(key, value, vtype, sub_type=sub)
+
+
+# -- tensors -------------------------------------------------------------------------------
+def _hf_tensors(model_or_state_dict: Any, cfg: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, tensor) for the text model, lm_head dropped when tied to the embeddings."""
+    state = model_or_state_dict if isinstance(model_or_state_dict, Mapping) else model_or_state_dict.state_dict()
+    for name, tensor in state.items():
+        if "lora_" in name or name.startswith("base_model.model."):
+            raise ExportError(f"{name}: merge the PEFT adapter first (merge_peft)")
+        name = name.replace("model.language_model.", "model.")  # Gemma3ForConditionalGeneration
+        if name.startswith(("model.vision_tower.", "model.multi_modal_projector.")):
+            continue
+        if name == "lm_head.weight" and getattr(cfg, "tie_word_embeddings", True):
+            continue  # llama.cpp falls back to token_embd when output.weight is absent
+        yield name, tensor
+
+
+def _gguf_name(name_map: Any, hf_name: str) -> str:
+    base, _, suffix = hf_name.rpartition(".")
+    gguf_base = name_map.get_name(base)
+    if gguf_base is None:
+        raise ExportError(f"no gemma3 GGUF tensor for {hf_name}")
+    return f"{gguf_base}.{suffix}"
+
+
+def _to_numpy(hf_name: str, tensor: torch.Tensor) -> np.ndarray:
+    import torch
+
+    data = tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+    if hf_name.endswith("norm.weight"):
+        data = data + 1.0  # Gemma RMSNorm computes x * (1 + w); llama.cpp computes x * w
+    return np.ascontiguousarray(data)
+
+
+def _pick_type(shape: tuple[int, ...], qtype: Any) -> Any:
+    """Norms and other 1-D tensors stay F32; rows that do not fill whole blocks fall back to F16."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as Q
+
+    if len(shape) < 2:
+        return Q.F32
+    if qtype not in (Q.F32, Q.F16) and shape[-1] % GGML_QUANT_SIZES[qtype][0]:
+        return Q.F16
+    return qtype
+
+
+def _file_type(dtype: str) -> tuple[Any, Any]:
+    from gguf import GGMLQuantizationType as Q, LlamaFileType as F
+
+    types = {"q8_0": (Q.Q8_0, F.MOSTLY_Q8_0), "f16": (Q.F16, F.MOSTLY_F16), "f32": (Q.F32, F.ALL_F32)}
+    try:
+        return types[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"dtype {dtype!r}: choose one of {sorted(types)}") from None
+
+
+def write_gguf(
+    model_or_state_dict: Any,
+    config: Any,
+    template_gguf: Path,
+    out_path: Path,
+    *,
+    dtype: str = "q8_0",
+    name: str | None = None,
+) -> Path:
+    """Write a complete llama.cpp GGUF (arch ``gemma3``) from transformers Gemma 3 weights.
+
+    ``model_or_state_dict``: a ``Gemma3ForCausalLM`` (merged, no LoRA layers) or its state
+    dict with HF names. ``config``: its ``Gemma3TextConfig`` (``None``: the model's own).
+    ``template_gguf``: a GGUF whose tokenizer (and still-valid general metadata) is copied;
+    its vocabulary must match ``config.vocab_size``. ``dtype``: ``q8_0``, ``f16`` or ``f32``
+    for the matrices. ``name``: ``general.name`` to record. Written atomically; returns
+    ``out_path``.
+    """
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    if config is None:
+        config = getattr(model_or_state_dict, "config", None)
+        if config is None:
+            raise ValueError("config is required with a state dict")
+    cfg = _text_config(config)
+    _check_llama_cpp_semantics(cfg)
+    qtype, file_type = _file_type(dtype)
+    template_gguf, out_path = Path(template_gguf), Path(out_path)
+
+    meta = read_metadata(template_gguf)
+    n_vocab = len(meta["tokenizer.ggml.tokens"][0]) if "tokenizer.ggml.tokens" in meta else None
+    if n_vocab != cfg.vocab_size:
+        raise ExportError(f"vocab_size {cfg.vocab_size} does not match the template tokenizer ({n_vocab})")
+
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, cfg.num_hidden_layers)
+    tensors = [(_gguf_name(name_map, hf), hf, t) for hf, t in _hf_tensors(model_or_state_dict, cfg)]
+    names = {g for g, _, _ in tensors}
+    needed = {"token_embd.weight", "output_norm.weight"} | {
+        f"blk.{i}.{part}.weight" for i in range(cfg.num_hidden_layers)
+        for part in ("attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm", "attn_k_norm", "attn_norm",
+                     "post_attention_norm", "ffn_norm", "post_ffw_norm", "ffn_gate", "ffn_up", "ffn_down")}
+    if missing := sorted(needed - names):
+        raise ExportError(f"missing tensors: {missing[:5]}{' …' if len(missing) > 5 else ''}")
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(tmp, ARCH)
+    try:
+        _copy_template_kv(writer, meta, cfg, skip={"general.name"} if name else set())
+        if name:
+            writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
+        _add_hparams(writer, cfg)
+        writer.add_file_type(file_type)
+        if qtype not in (Q.F32, Q.F16):
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+        # Two passes so only one converted tensor is in memory at a time: sizes first
+        # (the header precedes the data), then convert, quantize and write each tensor.
+        plan = []
+        for gguf_name, hf_name, tensor in tensors:
+            shape = tuple(tensor.shape)
+            ttype = _pick_type(shape, qtype)
+            plan.append((hf_name, tensor, ttype))
+            if ttype in (Q.F32, Q.F16):
+                item = np.dtype(np.float32 if ttype == Q.F32 else np.float16)
+                writer.add_tensor_info(gguf_name, shape, item, int(np.prod(shape)) * item.itemsize)
+            else:  # quantized tensors are described by their byte shape (uint8 blocks)
+                byte_shape = gguf.quant_shape_to_byte_shape(shape, ttype)
+                writer.add_tensor_info(gguf_name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
+                                       raw_dtype=ttype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for hf_name, tensor, ttype in plan:
+            writer.write_tensor_data(gguf.quants.quantize(_to_numpy(hf_name, tensor), ttype))
+        writer.close()
+        os.replace(tmp, out_path)  # atomic: a serving router never sees a half-written model
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+# -- LoRA ----------------------------------------------------------------------------------
+def merge_peft(base_model: Any, peft_dir: Path) -> Any:
+    """Load the PEFT LoRA adapter in ``peft_dir`` onto ``base_model`` and merge it.
+
+    The merge writes into ``base_model``'s own weights: pass a copy to keep the base.
+    """
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(peft_dir)).merge_and_unload()
+
+
+def export_router_gguf(
+    peft_dir: Path | None,
+    base_gguf: Path,
+    out_path: Path,
+    dtype: str = "q8_0",
+    *,
+    model: Any = None,
+    base_model: Any = None,
+    name: str | None = None,
+) -> Path:
+    """Merge the adapter in ``peft_dir`` into the base and write the router GGUF.
+
+    The base is loaded (dequantized) from ``base_gguf``, which is also the tokenizer
+    template. To avoid reloading, pass ``base_model`` (an already-loaded, unmerged base;
+    it is merged in place) or ``model`` (already merged; ``peft_dir`` is then unused).
+    """
+    if model is None:
+        if peft_dir is None:
+            raise ValueError("give peft_dir, or an already-merged model")
+        if base_model is None:
+            from ..base_model import load_gguf_as_transformers
+
+            base_model, _ = load_gguf_as_transformers(Path(base_gguf))
+        model = merge_peft(base_model, Path(peft_dir))
+    return write_gguf(model, model.config, Path(base_gguf), Path(out_path), dtype=dtype, name=name)

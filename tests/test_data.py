@@ -1,0 +1,110 @@
+"""Bundled curated data checks, data assembly, live-log joins and corrupt-line handling."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from openhoof_router.jsonl import append_jsonl, read_jsonl
+from openhoof_router.paths import CURATED_EVAL_FILE, CURATED_TRAIN_FILE
+from openhoof_router.records import OutcomeRecord, TrainingRecord
+from openhoof_router.training.dataset import (
+    NEAR_DUPLICATE_JACCARD,
+    assemble,
+    curated_eval,
+    curated_train,
+    jaccard,
+    normalize_text,
+    to_examples,
+    word_set,
+)
+
+
+def _near_duplicates(messages: list[str]) -> list[tuple[str, str]]:
+    sets = [(m, word_set(m)) for m in messages]
+    return [(a, b) for (a, sa), (b, sb) in itertools.combinations(sets, 2) if jaccard(sa, sb) >= NEAR_DUPLICATE_JACCARD]
+
+
+def test_curated_files_parse_completely():
+    for path in (CURATED_TRAIN_FILE, CURATED_EVAL_FILE):
+        result = read_jsonl(path, TrainingRecord)
+        assert result.skipped == 0, result.errors
+
+
+def test_curated_train_meets_the_brief(builtin):
+    names = {t.name for t in builtin}
+    recs = curated_train()
+    assert len(recs) >= 300
+    assert sum(not r.tool_names for r in recs) >= 40
+    assert sum(len(r.tool_names) == 2 for r in recs) >= 40
+    for r in recs:
+        assert set(r.tool_names) <= names, r
+        assert set(r.input.tools) == names
+    singles = {n: sum(r.tool_names == [n] for r in recs) for n in names}
+    assert min(singles.values()) >= 15, singles
+
+
+def test_no_exact_or_near_duplicates_within_or_across_splits():
+    train = [r.input.user_message for r in curated_train()]
+    held = [r.input.user_message for r in curated_eval()]
+    assert len({normalize_text(m) for m in train}) == len(train)
+    assert len({normalize_text(m) for m in held}) == len(held)
+    assert not _near_duplicates(train)
+    assert not _near_duplicates(held)
+    train_sets = [word_set(m) for m in train]
+    leaks = [m for m in held if any(jaccard(word_set(m), s) >= NEAR_DUPLICATE_JACCARD for s in train_sets)]
+    assert not leaks
+
+
+def test_the_duplicate_check_can_fail():
+    assert _near_duplicates(["Check the disk space on the server", "check disk space on the server!"])
+
+
+def test_assembly_joins_outcomes_corrections_win_and_counts(paths):
+    tools = ["exec", "notify", "memory_write"]
+    decisions = [
+        TrainingRecord.make("restart the web tier", tools, ["exec"], "live", decision_id="d1"),
+        TrainingRecord.make("ping me when the build is green", tools, ["exec"], "live", decision_id="d2"),
+        TrainingRecord.make("no outcome for this one", tools, ["notify"], "live", decision_id="d3"),
+        TrainingRecord.make("the tool failed here", tools, ["exec"], "live", decision_id="d4"),
+        TrainingRecord.make("a tool ran, nobody vouched", tools, ["exec"], "live", decision_id="d5"),
+    ]
+    append_jsonl(paths.decisions_file, decisions)
+    append_jsonl(paths.outcomes_file, [
+        OutcomeRecord(decision_id="d1", kind="tool_end", tool="exec"),
+        OutcomeRecord(decision_id="d1", kind="confirm"),
+        OutcomeRecord(decision_id="d5", kind="tool_end", tool="exec"),
+        OutcomeRecord(decision_id="d2", kind="confirm"),
+        OutcomeRecord(decision_id="d2", kind="correct", correct_tools=["notify"]),
+        OutcomeRecord(decision_id="d4", kind="tool_error", tool="exec"),
+    ])
+    with open(paths.decisions_file, "a") as fh:
+        fh.write('{"input": {"user_message": "torn line"\n')
+        fh.write("not json at all\n")
+    data = assemble(paths)
+    live = {r.input.user_message: r.tool_names for r in data.train if r.metadata["source"] == "live"}
+    assert live == {"restart the web tier": ["exec"], "ping me when the build is green": ["notify"]}
+    assert data.counts["per_source"]["live"] == 2
+    assert data.counts["live"]["corrected"] == 1 and data.counts["live"]["confirmed"] == 1
+    assert data.skipped_lines == 2
+    assert data.counts["per_source"]["curated"] == len(curated_train())
+
+
+def test_held_out_messages_never_reach_training(paths):
+    held = curated_eval()[0]
+    append_jsonl(paths.synthetic_file, TrainingRecord.make(held.input.user_message, held.input.tools,
+                                                           held.tool_names, "synthetic"))
+    data = assemble(paths)
+    assert data.counts["dropped"]["held_out"] == 1
+    assert normalize_text(held.input.user_message) not in {normalize_text(r.input.user_message) for r in data.train}
+
+
+def test_examples_share_tool_blocks_in_groups():
+    recs = curated_train()[:10]
+    examples = to_examples(recs, group_size=4, seed=1)
+    assert len(examples) == 10
+    blocks = [e.prefix for e in examples]
+    assert blocks[0] == blocks[3] and blocks[4] == blocks[7]
+    assert len(set(blocks)) == 3  # three groups, each its own shuffled order
+    assert all(e.completion.endswith("<end_of_turn>") for e in examples)
+    assert json.loads(json.dumps(examples[0].model_dump()))

@@ -1,0 +1,264 @@
+"""Decision / outcome logs: the record format, faults, the join, process concurrency, and
+outcome logging from real LangChain tool runs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import threading
+import time
+
+import pytest
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import ToolException, tool
+
+from openhoof_router.callbacks import DECISION_ID_KEY, OutcomeCallbackHandler
+from openhoof_router.engine import RouterEngine
+from openhoof_router.jsonl import LogWriteError, read_jsonl
+from openhoof_router.logs import DecisionLog, OutcomeLog, join_logs, read_joined
+from openhoof_router.records import OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
+from openhoof_router.router import ToolRouter
+from openhoof_router.tools import normalize_tools
+
+
+@pytest.fixture(scope="module")
+def engine(base_ref):
+    """Overrides conftest's engine with a one-thread one: on 2 cores shared with other work,
+    llama.cpp's 2-thread barriers make each route 5-50x slower (measured 64 s vs 10 s here)."""
+    from openhoof_router.backends.llamacpp import LlamaCppBackend
+
+    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
+    yield eng
+    eng.close()
+
+
+def _decision(*names: str, confidence: float = 0.9, **kw) -> RoutingDecision:
+    return RoutingDecision(tool_calls=[ToolCall(name=n) for n in names], confidence=confidence,
+                           latency_ms=12.5, model="m", adapter="run-1", backend="llama.cpp", **kw)
+
+
+def test_decision_record_is_the_seed_format(tmp_path, builtin):
+    log = DecisionLog(data_dir=tmp_path)
+    d = _decision("exec")
+    log.record(d, "Check disk space", builtin, mode="narrow", threshold=0.5)
+    [line] = (tmp_path / "training_data.jsonl").read_text().splitlines()
+    raw = json.loads(line)
+    assert set(raw) == {"input", "output", "metadata"}
+    assert raw["input"] == {"user_message": "Check disk space", "tools": [t.name for t in builtin]}
+    assert raw["output"] == {"tool_calls": [{"name": "exec", "arguments": {}}]}
+    meta = raw["metadata"]
+    assert meta["source"] == "live" and meta["tool"] == "exec"
+    assert meta["decision_id"] == d.decision_id and meta["mode"] == "narrow"
+    for key in ("timestamp", "model", "adapter", "latency_ms", "confidence", "threshold", "fallback", "valid"):
+        assert key in meta
+    assert TrainingRecord.model_validate(raw).tool_names == ["exec"]
+
+
+def test_custom_tools_travel_with_the_record_and_messages_are_capped(tmp_path):
+    custom = normalize_tools([{"name": "get_weather", "description": "Weather for a city",
+                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+    log = DecisionLog(data_dir=tmp_path, max_message_chars=10)
+    log.record(_decision(), "what about Texas? " * 20, custom, mode="route")
+    rec = log.read().records[0]
+    assert rec.input.user_message == "what about" and rec.metadata["truncated"] is True
+    assert rec.output.tool_calls == [] and rec.metadata["tool"] == "none"
+    assert rec.input.tool_schemas[0]["function"]["name"] == "get_weather"
+
+
+def test_logging_off_writes_nothing_and_checks_nothing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    log = DecisionLog(data_dir=blocker / "data", enabled=False)  # would be unwritable
+    assert log.record(_decision("exec"), "m", normalize_tools(["exec"]), mode="route") is None
+    assert not (blocker / "data").exists()
+
+
+def test_unwritable_data_folder_is_a_clear_error_at_construction(tmp_path, engine):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LogWriteError, match="cannot create log folder"):
+        DecisionLog(data_dir=blocker / "data")
+    with pytest.raises(LogWriteError):
+        ToolRouter(["exec"], engine=engine, data_dir=blocker / "data")
+
+
+def test_env_var_moves_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENHOOF_DATA_DIR", str(tmp_path / "elsewhere"))
+    log = DecisionLog()
+    assert log.path == tmp_path / "elsewhere" / "training_data.jsonl"
+    monkeypatch.delenv("OPENHOOF_DATA_DIR")
+    monkeypatch.setenv("OPENHOOF_HOME", str(tmp_path / "home"))
+    assert OutcomeLog().path == tmp_path / "home" / "data" / "function_pipeline" / "outcomes.jsonl"
+
+
+def test_torn_and_corrupt_lines_are_skipped_and_counted(tmp_path, builtin):
+    log, outcomes = DecisionLog(data_dir=tmp_path), OutcomeLog(data_dir=tmp_path)
+    first = _decision("exec")
+    log.record(first, "one", builtin, mode="route")
+    with open(log.path, "a") as fh:
+        fh.write("not json at all\n{\"input\": 3}\n[1, 2]\n")
+        fh.write('{"input": {"user_message": "torn')  # a writer died mid-line
+    second = _decision("notify")
+    log.record(second, "two", builtin, mode="route")  # starts on a fresh line
+    outcomes.confirm(first.decision_id)
+    with open(outcomes.path, "a") as fh:
+        fh.write('{"decision_id": "x", "kind": "exploded"}\n{"decision_id": "ab')
+    result = log.read()
+    assert [r.input.user_message for r in result] == ["one", "two"]
+    assert result.skipped == 4 and result.errors
+    joined = read_joined(data_dir=tmp_path)
+    assert joined.skipped_decisions == 4 and joined.skipped_outcomes == 2
+    assert joined.by_id()[first.decision_id].status == "confirmed"
+
+
+def test_feedback_and_join(tmp_path, builtin):
+    log, outcomes = DecisionLog(data_dir=tmp_path), OutcomeLog(data_dir=tmp_path)
+    ok, wrong, fell_back, ran = _decision("exec"), _decision("notify"), _decision("exec"), _decision("exec")
+    fell_back.fallback = True
+    for i, d in enumerate([ok, wrong, fell_back, ran]):
+        log.record(d, f"message {i}", builtin, mode="narrow")
+    outcomes.confirm(ok.decision_id)
+    outcomes.correct(wrong.decision_id, ["shared_search", "notify"])
+    outcomes.confirm(fell_back.decision_id)
+    outcomes.tool_end(ran.decision_id, "exec", "ok")
+    outcomes.tool_end("not-logged", "exec")
+    joined = read_joined(data_dir=tmp_path)
+    by_id = joined.by_id()
+    assert by_id[ok.decision_id].label == ["exec"]
+    assert by_id[wrong.decision_id].status == "corrected"
+    assert by_id[wrong.decision_id].label == ["shared_search", "notify"]
+    assert by_id[fell_back.decision_id].label is None  # the router's answer was not followed
+    assert by_id[ran.decision_id].status == "tools_ok" and by_id[ran.decision_id].label is None  # runs alone vouch for nothing
+    assert [o.decision_id for o in joined.orphans] == ["not-logged"]
+    outcomes.correct(ok.decision_id, [])  # "no tool was needed"
+    again = join_logs(log.read(), outcomes.read()).by_id()
+    assert again[ok.decision_id].label == []
+
+
+# -- several processes appending at once ----------------------------------------------
+
+N_PROCESSES, N_APPENDS, N_THREADS = 4, 200, 2
+
+
+def _append_worker(data_dir: str, worker: int, count: int, threads: int, go) -> None:
+    log = DecisionLog(data_dir=data_dir)
+    tools = normalize_tools(["exec", "notify", "memory_read"])
+    go.wait()
+
+    def run(thread: int) -> None:
+        for i in range(thread, count, threads):
+            d = RoutingDecision(decision_id=f"w{worker}-{i}", tool_calls=[ToolCall(name="exec")],
+                                confidence=0.9)
+            log.record(d, f"process {worker} append {i} " + "x" * 300, tools, mode="route")
+
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def test_concurrent_appends_from_processes(tmp_path, record_property):
+    ctx = mp.get_context("spawn")  # real, fresh processes
+    go = ctx.Event()
+    procs = [ctx.Process(target=_append_worker, args=(str(tmp_path), w, N_APPENDS, N_THREADS, go))
+             for w in range(N_PROCESSES)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let them all import and reach the start line
+    started = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    seconds = time.perf_counter() - started
+    lines = (tmp_path / "training_data.jsonl").read_text().splitlines()
+    result = read_jsonl(tmp_path / "training_data.jsonl", TrainingRecord)
+    ids = [r.metadata["decision_id"] for r in result]
+    expected = {f"w{w}-{i}" for w in range(N_PROCESSES) for i in range(N_APPENDS)}
+    figures = {"processes": N_PROCESSES, "threads_per_process": N_THREADS, "appends_per_process": N_APPENDS,
+               "expected": len(expected), "lines_found": len(lines), "valid": len(result),
+               "skipped": result.skipped, "seconds": round(seconds, 2)}
+    print("concurrency figures:", json.dumps(figures))
+    record_property("concurrency", json.dumps(figures))
+    assert result.skipped == 0 and len(lines) == len(expected)
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+# -- outcomes of real tool runs ------------------------------------------------------
+
+@tool
+def disk_usage(path: str) -> str:
+    """Report the disk usage of a path."""
+    return f"{path}: 42% used"
+
+
+@tool
+def restart_service(name: str) -> str:
+    """Restart a system service."""
+    raise RuntimeError(f"permission denied restarting {name}")
+
+
+@tool
+def flaky_lookup(key: str) -> str:
+    """Look a key up (fails softly)."""
+    raise ToolException(f"no entry {key}")
+
+
+flaky_lookup.handle_tool_error = True  # the error comes back as a ToolMessage, status="error"
+
+
+def test_callback_records_outcomes_of_real_tool_runs(tmp_path, engine):
+    tools = [disk_usage, restart_service, flaky_lookup]
+    router = ToolRouter(tools, engine=engine, data_dir=tmp_path, threshold=0)
+    handler = router.outcome_callback()
+
+    def agent_turn(message: str, config) -> str:
+        decision = router.invoke(message, config)
+        disk_usage.invoke({"path": "/var"}, config)
+        try:
+            restart_service.invoke({"name": "nginx"}, config)
+        except RuntimeError:
+            pass
+        # As an agent runs it (a tool call): the handled error comes back with status="error".
+        flaky_lookup.invoke({"type": "tool_call", "id": "c1", "name": "flaky_lookup", "args": {"key": "k"}}, config)
+        return decision.decision_id
+
+    decision_id = RunnableLambda(agent_turn).invoke("check the disk and restart nginx",
+                                                    config={"callbacks": [handler]})
+    got = [(o.decision_id, o.kind, o.tool) for o in OutcomeLog(data_dir=tmp_path).read()]
+    assert got == [(decision_id, "tool_end", "disk_usage"), (decision_id, "tool_error", "restart_service"),
+                   (decision_id, "tool_error", "flaky_lookup")]
+    outcomes = OutcomeLog(data_dir=tmp_path).read().records
+    assert "42% used" in outcomes[0].detail and "permission denied" in outcomes[1].detail
+    assert handler.recorded == 3 and handler.unmatched == 0
+    joined = read_joined(data_dir=tmp_path).by_id()[decision_id]
+    assert joined.status == "tool_error" and len(joined.outcomes) == 3
+
+    # Outside the router's run: the metadata key names the decision; nothing names it: unmatched.
+    disk_usage.invoke({"path": "/"}, {"callbacks": [handler], "metadata": {DECISION_ID_KEY: "d-explicit"}})
+    disk_usage.invoke({"path": "/"}, {"callbacks": [handler]})
+    assert OutcomeLog(data_dir=tmp_path).read().records[-1].decision_id == "d-explicit"
+    assert handler.unmatched == 1
+
+
+def test_two_agent_runs_keep_their_own_decisions(tmp_path, engine):
+    router = ToolRouter([disk_usage, restart_service], engine=engine, data_dir=tmp_path, threshold=0)
+    handler = OutcomeCallbackHandler(data_dir=str(tmp_path))
+
+    def turn(message: str, config) -> str:
+        decision = router.invoke(message, config)
+        disk_usage.invoke({"path": message}, config)
+        return decision.decision_id
+
+    chain = RunnableLambda(turn)
+    first, second = chain.batch(["disk of /a", "disk of /b"], config={"callbacks": [handler]})
+    by_detail = {o.detail.split(":")[0]: o.decision_id for o in OutcomeLog(data_dir=tmp_path).read()}
+    assert by_detail == {"disk of /a": first, "disk of /b": second}
+
+
+def test_outcome_record_roundtrip(tmp_path):
+    log = OutcomeLog(data_dir=tmp_path, max_detail_chars=5)
+    log.tool_error("d1", "exec", "a very long traceback")
+    [rec] = read_jsonl(log.path, OutcomeRecord).records
+    assert rec.kind == "tool_error" and rec.detail == "a ver"
