@@ -1,0 +1,268 @@
+"""The MLX path for real: backend over the float base, LoRA training, adapter and merge.
+
+Skipped when MLX is not installed. On Linux that means ``pip install "mlx[cpu]" mlx-lm mkl``
+(plain ``mlx`` lacks ``libmlx.so`` there). MLX's Linux wheel ships a reference BLAS that is
+~10-50x slow; :mod:`openhoof_router.mlx_env` loads MKL under it in process when this module
+is imported before anything imports ``mlx.core``. If that was too late (another module
+imported MLX first), the whole file re-runs itself in a subprocess with ``LD_PRELOAD`` set.
+By hand, on Linux::
+
+    OPENHOOF_CACHE_DIR=/tmp/oh/cache python -m pytest -q tests/test_mlx.py
+    # or, explicitly:  LD_PRELOAD=$VIRTUAL_ENV/lib/libmkl_rt.so.3 python -m pytest -q tests/test_mlx.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from openhoof_router import mlx_env
+
+FAST = mlx_env.preload_mkl() or mlx_env.mlx_fast()  # must run before mlx.core is imported
+mx = pytest.importorskip("mlx.core", reason="MLX not installed (Linux: pip install 'mlx[cpu]' mlx-lm mkl)",
+                         exc_type=ImportError)
+pytest.importorskip("mlx_lm", reason="mlx-lm not installed", exc_type=ImportError)
+
+from openhoof_router.backends import BackendError, load_backend  # noqa: E402
+from openhoof_router.backends.mlx_backend import MLXBackend, import_mlx  # noqa: E402
+from openhoof_router.engine import RouterEngine  # noqa: E402
+from openhoof_router.paths import Paths  # noqa: E402
+from openhoof_router.prompt import render_answer, render_tool_block, render_user_turn  # noqa: E402
+from openhoof_router.training.config import Example, TrainConfig  # noqa: E402
+
+CHILD_FLAG = "OPENHOOF_MLX_TEST_CHILD"
+RERUN = not FAST and not os.environ.get(CHILD_FLAG)
+pytestmark = pytest.mark.slow
+
+MESSAGES = [
+    "Check disk space on the server",
+    "remember that the deploy moved to friday",
+    "thanks, that's all for today",
+]
+
+
+def test_mlx_suite_with_mkl_preloaded():
+    """Only when MKL could not be loaded in this process: run this file again with LD_PRELOAD."""
+    if not RERUN:
+        pytest.skip("MKL is under MLX in this process; the tests run here")
+    env = mlx_env.mlx_env()
+    if "libmkl_rt" not in env.get("LD_PRELOAD", ""):
+        pytest.skip(mlx_env.SLOW_HINT)
+    env[CHILD_FLAG] = "1"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.fixture(autouse=True)
+def _in_the_right_process(request):
+    if RERUN and request.node.name != "test_mlx_suite_with_mkl_preloaded":
+        pytest.skip("runs in the LD_PRELOAD subprocess (see test_mlx_suite_with_mkl_preloaded)")
+
+
+@pytest.fixture(scope="module")
+def model_paths(cache_dir) -> Paths:
+    return Paths(home=cache_dir, data_dir=cache_dir, models_dir=cache_dir, cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def mlx_base(base_ref, model_paths):
+    if RERUN:
+        pytest.skip("runs in the subprocess")
+    backend = MLXBackend(base_ref, paths=model_paths)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def mlx_engine(mlx_base):
+    return RouterEngine(mlx_base)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def test_missing_mlx_is_a_clear_backend_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlx_lm", None)  # import mlx_lm -> ImportError
+    with pytest.raises(BackendError, match="mlx-lm mkl"):
+        import_mlx()
+
+
+def test_bad_adapter_folder_is_a_clear_backend_error(base_ref, model_paths, tmp_path):
+    with pytest.raises(BackendError, match="not an MLX adapter folder"):
+        MLXBackend(base_ref, adapter=tmp_path, paths=model_paths)
+
+
+def test_mkl_is_under_mlx():
+    assert mlx_env.mkl_active(), mlx_env.SLOW_HINT
+
+
+# -- the base model --------------------------------------------------------------------
+
+def test_tokens_match_llamacpp(mlx_base, engine, builtin):
+    llama = engine.backend
+    block = render_tool_block(builtin)
+    assert mlx_base.tokenize(block, bos=True) == llama.tokenize(block, bos=True)
+    for message in MESSAGES:
+        turn = render_user_turn(message)
+        assert mlx_base.tokenize(turn) == llama.tokenize(turn)
+    ids = mlx_base.tokenize(render_answer(["exec", "notify"]))
+    assert mlx_base.detokenize(ids) == "exec,notify<end_of_turn>"
+
+
+def test_decisions_are_structured_and_valid(mlx_engine, builtin):
+    names = {t.name for t in builtin}
+    for message in MESSAGES:
+        d = mlx_engine.route(message, builtin)
+        assert d.valid, d.error
+        assert set(d.tool_names) <= names
+        assert len(d.tool_names) == len(set(d.tool_names)) <= mlx_engine.max_tools
+        assert 0.0 <= d.confidence <= 1.0
+        assert d.backend == "mlx" and d.model.startswith("gemma-3-270m") and d.adapter is None
+        assert d.raw.endswith("<end_of_turn>")
+
+
+def test_cached_path_matches_uncached(mlx_engine, builtin):
+    subset = builtin[:4]
+    for message in MESSAGES[:2]:
+        for tools in (builtin, subset, builtin):  # switching tool lists restores saved states
+            cached = mlx_engine.route(message, tools, use_cache=True)
+            fresh = mlx_engine.route(message, tools, use_cache=False)
+            assert cached.tool_names == fresh.tool_names
+            assert cached.raw == fresh.raw
+            assert cached.confidence == pytest.approx(fresh.confidence, rel=1e-3, abs=1e-9)
+
+
+def test_next_token_agrees_with_llamacpp(mlx_base, mlx_engine, engine, builtin):
+    """Float MLX vs Q4_K_M llama.cpp over the same (dequantized) weights: close, not equal."""
+    llama = engine.backend
+    prefix = mlx_base.tokenize(render_tool_block(builtin), bos=True)
+    for message in MESSAGES:
+        user = mlx_base.tokenize(render_user_turn(message))
+        mlx_base.start(prefix)
+        a = mlx_base.feed(user)
+        llama.start(prefix)
+        b = llama.feed(user)
+        assert a.shape == b.shape and a.dtype == np.float32
+        top_a, top_b = np.argsort(-a)[:5], np.argsort(-b)[:5]
+        assert len(set(top_a) & set(top_b)) >= 3, (message, top_a, top_b)
+        assert top_a[0] in top_b[:3] and top_b[0] in top_a[:3], (message, top_a, top_b)
+        assert np.corrcoef(a, b)[0, 1] > 0.98
+        # the constrained decision over the offered tools: the same tools come out
+        assert mlx_engine.route(message, builtin).tool_names == engine.route(message, builtin).tool_names
+
+
+# -- training --------------------------------------------------------------------------
+
+TOOLS4 = ["memory_write", "exec", "notify", "shared_search"]
+
+
+def _examples(builtin, n_train: int, n_val: int) -> tuple[list[Example], list[Example]]:
+    """Short prompts (4 tools) so a step stays cheap on 2 cores."""
+    from openhoof_router.training.dataset import curated_train
+
+    specs = [t for t in builtin if t.name in TOOLS4]
+    picked = []
+    for rec in curated_train():
+        if set(rec.tool_names) <= set(TOOLS4) and len(rec.input.user_message) < 90:
+            picked.append(Example(prefix=render_tool_block(specs), user=render_user_turn(rec.input.user_message),
+                                  completion=render_answer(rec.tool_names)))
+        if len(picked) == n_train + n_val:
+            break
+    return picked[:n_train], picked[n_train:]
+
+
+@pytest.fixture(scope="module")
+def trained(builtin, base_ref, model_paths, tmp_path_factory):
+    if RERUN:
+        pytest.skip("runs in the subprocess")
+    from openhoof_router.training.mlx_trainer import train_mlx
+
+    train, val = _examples(builtin, 16, 2)
+    assert len(train) == 16 and len(val) == 2
+    out = tmp_path_factory.mktemp("mlx_run")
+    cfg = TrainConfig(max_steps=6, batch_size=2)  # the seed's lr 2e-4, rank 16, alpha 32
+    result = train_mlx(train, val, cfg, out, base_ref, paths=model_paths, progress=False)
+    yield out, result
+    shutil.rmtree(out, ignore_errors=True)  # ~1 GB of merged float32 weights
+
+
+def test_training_lowers_the_loss(trained):
+    _, result = trained
+    losses = [row["loss"] for row in result.history]
+    assert result.backend == "mlx" and result.steps == 6 and len(losses) == 6
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    vals = [row["val_loss"] for row in result.history if "val_loss" in row]
+    assert vals and vals[-1] < vals[0]
+    assert result.peak_rss_mb > 100 and result.duration_s > 0
+    assert [row["step"] for row in result.history] == list(range(1, 7))
+
+
+def test_adapter_is_mlx_lm_format(trained):
+    out, result = trained
+    assert result.adapter_dir == out / "mlx"
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["fine_tune_type"] == "lora" and config["num_layers"] == 18
+    assert config["lora_parameters"]["rank"] == 16
+    assert config["lora_parameters"]["scale"] == pytest.approx(32 / 16)  # PEFT's alpha / r
+    weights = mx.load(str(result.adapter_dir / "adapters.safetensors"))
+    assert len(weights) == 18 * 7 * 2 and all(k.endswith(("lora_a", "lora_b")) for k in weights)
+
+
+def test_adapter_paths_resolve(trained, tmp_path):
+    from openhoof_router.backends.mlx_backend import resolve_adapter
+
+    out, result = trained
+    for given in (result.adapter_dir, out, result.adapter_dir / "mlx"):  # folder, run, load_backend's form
+        assert resolve_adapter(given) == result.adapter_dir
+    with pytest.raises(BackendError, match="not an MLX adapter folder"):
+        resolve_adapter(tmp_path)
+
+
+def test_merged_folder_is_base_plus_lora(trained, base_ref, model_paths):
+    from safetensors import safe_open
+
+    from openhoof_router.base_model import float_checkpoint
+
+    _, result = trained
+    merged, base_dir = result.merged_dir, float_checkpoint(base_ref, model_paths)
+    assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
+    lora = mx.load(str(result.adapter_dir / "adapters.safetensors"))
+    name = "model.layers.3.mlp.up_proj"
+    with safe_open(str(merged / "model.safetensors"), "np") as m, \
+            safe_open(str(base_dir / "model.safetensors"), "np") as b:
+        assert set(m.keys()) == set(b.keys())  # HF tensor names, tied head
+        delta = m.get_tensor(name + ".weight") - b.get_tensor(name + ".weight")
+        a, bb = np.array(lora[name + ".lora_a"]), np.array(lora[name + ".lora_b"])
+        assert np.abs(delta).max() > 0
+        np.testing.assert_allclose(delta, 2.0 * (a @ bb).T, atol=1e-6)
+        np.testing.assert_array_equal(m.get_tensor("model.norm.weight"), b.get_tensor("model.norm.weight"))
+
+
+def test_trained_run_loads_and_routes(trained, builtin, base_ref, model_paths, mlx_base):
+    out, result = trained
+    backend = load_backend("mlx", base_model=base_ref, model=out, paths=model_paths)  # a run folder
+    try:
+        assert isinstance(backend, MLXBackend) and backend.adapter_id == out.name
+        specs = [t for t in builtin if t.name in TOOLS4]
+        eng = RouterEngine(backend)
+        for message in ("remember that the deploy moved to friday", "run df -h on the box"):
+            d = eng.route(message, specs)
+            assert d.valid, d.error
+            assert set(d.tool_names) <= set(TOOLS4) and d.adapter == out.name
+        # the adapter is really applied: the answer distribution moved away from the base's
+        prefix = backend.tokenize(render_tool_block(specs), bos=True)
+        user = backend.tokenize(render_user_turn("remember that the deploy moved to friday"))
+        backend.start(prefix)
+        tuned = backend.feed(user)
+        mlx_base.start(prefix)
+        plain = mlx_base.feed(user)
+        assert np.abs(tuned - plain).max() > 0.1
+    finally:
+        backend.close()
