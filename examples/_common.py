@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from langchain_core.tools import tool
@@ -97,35 +92,15 @@ def threshold(args: argparse.Namespace) -> float:
     return 0.0 if args.stand_in else 0.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stand_in_server() -> str:
     """Start llama-cpp-python's OpenAI-compatible server over the embedded base; returns its URL."""
     from openhoof_router.base_model import embedded_gguf
+    from openhoof_router.local_server import serve_gguf
 
-    port = _free_port()
-    log = open(Path(tempfile.gettempdir()) / f"openhoof-stand-in-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf().gguf),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--chat_format", "gemma",
-         "--n_threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    atexit.register(lambda: (proc.kill(), proc.wait(10), log.close()))
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise SystemExit(f"the stand-in server exited; see {log.name}")
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2).close()
-            return url
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the stand-in server did not come up")
+    server = serve_gguf(embedded_gguf().gguf)
+    url = server.__enter__()
+    atexit.register(server.__exit__, None, None, None)
+    return url
 
 
 def reasoner(args: argparse.Namespace, max_tokens: int | None = None):

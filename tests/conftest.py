@@ -56,3 +56,12 @@ def builtin():
     from openhoof_router.tools import builtin_tools
 
     return builtin_tools()
+
+
+@pytest.fixture(scope="session")
+def server_url(base_ref, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server over the embedded base, on loopback."""
+    from openhoof_router.local_server import serve_gguf
+
+    with serve_gguf(base_ref.gguf, log_dir=tmp_path_factory.mktemp("server")) as url:
+        yield url

@@ -6,11 +6,6 @@ that is down."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -45,41 +40,9 @@ def engine(base_ref):
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from openhoof_router.local_server import free_port
 
-
-@pytest.fixture(scope="module")
-def server_url(base_ref, tmp_path_factory):
-    """llama-cpp-python's server over the embedded base GGUF, as the reasoner endpoint."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")  # never a pipe: it would fill up
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(base_ref.gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--chat_format", "gemma", "--n_threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not come up in 120 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(30)
-        log.close()
+    return free_port()
 
 
 def make_reasoner(url: str, max_tokens: int = MAX_TOKENS, *, fresh_async: bool = False) -> ChatOpenAI:
