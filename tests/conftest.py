@@ -43,10 +43,12 @@ def base_ref(cache_dir):
 
 @pytest.fixture(scope="session")
 def engine(base_ref):
+    """The real embedded base through llama.cpp. One thread: tests share the 2 cores with
+    a loopback server, and llama.cpp's thread barriers slow 5-50x when oversubscribed."""
     from openhoof_router.backends.llamacpp import LlamaCppBackend
     from openhoof_router.engine import RouterEngine
 
-    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=2, model_id=base_ref.identity))
+    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
     yield eng
     eng.close()
 

@@ -28,17 +28,6 @@ MESSAGE = "Check disk space on the server"
 MAX_TOKENS = 6
 
 
-@pytest.fixture(scope="module")
-def engine(base_ref):
-    """Overrides conftest's engine with a one-thread one: on 2 cores shared with other work,
-    llama.cpp's 2-thread barriers make each route 5-50x slower (measured 64 s vs 10 s here)."""
-    from openhoof_router.backends.llamacpp import LlamaCppBackend
-
-    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
-    yield eng
-    eng.close()
-
-
 def _free_port() -> int:
     from openhoof_router.local_server import free_port
 

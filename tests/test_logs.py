@@ -13,23 +13,11 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import ToolException, tool
 
 from openhoof_router.callbacks import DECISION_ID_KEY, OutcomeCallbackHandler
-from openhoof_router.engine import RouterEngine
 from openhoof_router.jsonl import LogWriteError, read_jsonl
 from openhoof_router.logs import DecisionLog, OutcomeLog, join_logs, read_joined
 from openhoof_router.records import OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
 from openhoof_router.router import ToolRouter
 from openhoof_router.tools import normalize_tools
-
-
-@pytest.fixture(scope="module")
-def engine(base_ref):
-    """Overrides conftest's engine with a one-thread one: on 2 cores shared with other work,
-    llama.cpp's 2-thread barriers make each route 5-50x slower (measured 64 s vs 10 s here)."""
-    from openhoof_router.backends.llamacpp import LlamaCppBackend
-
-    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
-    yield eng
-    eng.close()
 
 
 def _decision(*names: str, confidence: float = 0.9, **kw) -> RoutingDecision:

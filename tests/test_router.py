@@ -24,17 +24,6 @@ from openhoof_router.tools import ToolError
 MESSAGE = "Check disk space on the server"
 
 
-@pytest.fixture(scope="module")
-def engine(base_ref):
-    """Overrides conftest's engine with a one-thread one: on 2 cores shared with other work,
-    llama.cpp's 2-thread barriers make each route 5-50x slower (measured 64 s vs 10 s here)."""
-    from openhoof_router.backends.llamacpp import LlamaCppBackend
-
-    eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
-    yield eng
-    eng.close()
-
-
 @pytest.fixture()
 def router(engine, builtin, tmp_path):
     schemas = [t.openai_schema() for t in builtin]  # OpenAI function schemas as input
