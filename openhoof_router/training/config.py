@@ -27,8 +27,6 @@ class TrainConfig(BaseModel):
     val_fraction: float = 0.1
     shuffle_tools: bool = True
     """Present the tool list in a shuffled order per example, so no position is learned."""
-    compose_pairs: int = 90
-    """Extra two-tool examples joined from single-tool training requests (0 turns it off)."""
     threads: int | None = None
     grad_clip: float = 1.0
     warmup_ratio: float = 0.05

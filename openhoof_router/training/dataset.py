@@ -158,40 +158,6 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
     )
 
 
-CONNECTORS = (", then ", " and then ", ". After that, ", ", and also ", "; once that's done, ", ". Also, ")
-
-
-def compose_pairs(records: Sequence[TrainingRecord], count: int, seed: int = 0) -> list[TrainingRecord]:
-    """Two-tool examples made by joining two single-tool requests for different tools.
-
-    Two-tool turns are the rarest and the most missed (the model stops after the first
-    tool); joined requests show many more of them. Only training records are used, so the
-    held-out split stays unseen.
-    """
-    singles = [r for r in records if len(r.tool_names) == 1]
-    if count <= 0 or len(singles) < 2:
-        return []
-    rng = random.Random(seed)
-    out: list[TrainingRecord] = []
-    seen: set[tuple[int, int]] = set()
-    for _ in range(count * 20):
-        if len(out) >= count:
-            break
-        i, j = rng.randrange(len(singles)), rng.randrange(len(singles))
-        a, b = singles[i], singles[j]
-        if a.tool_names == b.tool_names or (i, j) in seen or a.input.tools != b.input.tools:
-            continue
-        seen.add((i, j))
-        first = a.input.user_message.strip().rstrip(".!?")
-        second = b.input.user_message.strip()
-        connector = rng.choice(CONNECTORS)
-        if not connector.startswith(".") and not second[:2].isupper() and not second.startswith("I "):
-            second = second[:1].lower() + second[1:]
-        out.append(TrainingRecord.make(first + connector + second, a.input.tools,
-                                       a.tool_names + b.tool_names, "composed"))
-    return out
-
-
 def record_tools(rec: TrainingRecord, catalog: dict[str, ToolSpec] | None = None) -> list[ToolSpec]:
     """The tool specs a record offered (described from the catalog when known)."""
     catalog = catalog if catalog is not None else builtin_catalog()

@@ -23,7 +23,7 @@ from ..engine import RouterEngine
 from ..paths import Paths
 from ..registry import ModelRegistry
 from .config import TrainConfig, TrainResult
-from .dataset import Assembled, assemble, compose_pairs, split, to_examples
+from .dataset import Assembled, assemble, split, to_examples
 from .evaluate import EvalItem, EvalReport, evaluate, load_eval_items, to_item
 from .memory import PeakMemory
 
@@ -158,11 +158,9 @@ def run(
     if not data.train:
         raise RuntimeError("no training examples found")
     train_recs, val_recs = split(data.train, cfg.val_fraction, cfg.seed)
-    composed = compose_pairs(train_recs, cfg.compose_pairs, cfg.seed)
-    train_recs = train_recs + composed
     train = to_examples(train_recs, shuffle_tools=cfg.shuffle_tools, seed=cfg.seed, group_size=cfg.batch_size)
     val = to_examples(val_recs, shuffle_tools=False)
-    console.print(f"  {len(train)} train ({len(composed)} composed two-tool) / {len(val)} validation examples; per source {data.counts.get('per_source', {})}; "
+    console.print(f"  {len(train)} train / {len(val)} validation examples; per source {data.counts.get('per_source', {})}; "
                   f"{data.skipped_lines} malformed lines skipped")
 
     backend = resolve_train_backend(cfg.backend)
@@ -194,7 +192,7 @@ def run(
         "backend": result.backend,
         "format": cfg.format,
         "hyperparameters": cfg.model_dump(mode="json"),
-        "data": {"n_examples": len(data.train), "n_train": len(train), "n_val": len(val), "n_composed": len(composed),
+        "data": {"n_examples": len(data.train), "n_train": len(train), "n_val": len(val),
                  "hash": data.data_hash, **data.counts, "skipped_lines": data.skipped_lines},
         "files": {"gguf": gguf.name, "adapter": str(result.adapter_dir.relative_to(run_dir))},
         "metrics": {"held_out": _summary(report),
