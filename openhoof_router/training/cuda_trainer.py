@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from ..base_model import BaseModelRef, float_checkpoint
 from ..paths import Paths
 from .config import TARGET_MODULES, Example, TrainConfig, TrainResult
+from .cpu_trainer import load_float_model
 from .memory import PeakMemory
 
 
@@ -24,16 +25,6 @@ def _dataset(examples: Sequence[Example]):
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": e.prompt, "completion": e.completion} for e in examples])
-
-
-def _load_cpu(base: BaseModelRef, paths: Paths | None):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = float_checkpoint(base, paths)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
-    return model, tokenizer
 
 
 def _load_unsloth(base: BaseModelRef, paths: Paths | None, cfg: TrainConfig):
@@ -87,9 +78,9 @@ def train_cuda(
                 model, tokenizer = _load_unsloth(base, paths, cfg)
                 use_unsloth, peft_config = True, None
             except ImportError:
-                model, tokenizer = _load_cpu(base, paths)
+                model, tokenizer = load_float_model(base, paths)
         else:
-            model, tokenizer = _load_cpu(base, paths)
+            model, tokenizer = load_float_model(base, paths)
 
     history: list[dict] = []
 
