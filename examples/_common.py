@@ -95,7 +95,7 @@ def threshold(args: argparse.Namespace) -> float:
 def stand_in_server() -> str:
     """Start llama-cpp-python's OpenAI-compatible server over the embedded base; returns its URL."""
     from openhoof_router.base_model import embedded_gguf
-    from openhoof_router.local_server import serve_gguf
+    from loopback_server import serve_gguf
 
     server = serve_gguf(embedded_gguf().gguf)
     url = server.__enter__()

@@ -11,9 +11,14 @@ from ._lazy import lazy_getattr
 _EXPORTS = {
     # routing
     "ToolRouter": ".router",
-    "parse_turn": ".router",
     "decision_info": ".router",
+    "RouterService": ".service",
+    "ThresholdPolicy": ".service",
+    "parse_turn": ".conversation",
+    "Turn": ".conversation",
     "RouterEngine": ".engine",
+    "PromptCodec": ".prompt",
+    "PastTurn": ".records",
     "RoutingDecision": ".records",
     "TrainingRecord": ".records",
     "OutcomeRecord": ".records",
@@ -21,7 +26,9 @@ _EXPORTS = {
     "ToolError": ".tools",
     "normalize_tools": ".tools",
     "Paths": ".paths",
-    "ModelRegistry": ".registry",
+    "ModelRegistry": ".runs",
+    "RunManifest": ".runs",
+    "ServedRun": ".runs",
     # logs and feedback
     "DecisionLog": ".logs",
     "OutcomeLog": ".logs",
@@ -31,7 +38,7 @@ _EXPORTS = {
     "LogWriteError": ".jsonl",
     "OutcomeCallbackHandler": ".callbacks",
     "DECISION_ID_KEY": ".callbacks",
-    "DECISION_EVENT": ".callbacks",
+    "DECISION_RUN": ".callbacks",
     # hot reload
     "HotReloader": ".reload",
     # integrations

@@ -119,22 +119,6 @@ def resolve_base_model(spec: str | os.PathLike[str] | None = None, paths: Paths 
     )
 
 
-def load_gguf_as_transformers(gguf: Path, dtype: str = "float32"):
-    """Load a GGUF into transformers (dequantized) with its tokenizer; ready to save or train."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
-    )
-    # The weights are plain floats now; the quantizer marker only blocks save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model, tokenizer
-
-
 def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
     """A float safetensors folder for ``ref`` (converted from its GGUF once, then cached)."""
     if ref.hf_dir is not None:
@@ -145,6 +129,8 @@ def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
     out = paths.cache_dir / "base" / f"{ref.name}-{(ref.sha256 or 'x')[:12]}-hf"
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
+    from .hf import load_gguf_as_transformers
+
     model, tokenizer = load_gguf_as_transformers(ref.gguf)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
     model.save_pretrained(tmp)

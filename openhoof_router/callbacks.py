@@ -7,10 +7,12 @@ decision the tool belongs to. The decision is found, in this order, through:
 
 1. the tool run's metadata key :data:`DECISION_ID_KEY` (set it yourself when you run tools
    outside the router's run: ``tool.invoke(args, {"metadata": {DECISION_ID_KEY: id}})``);
-2. run ids: the router (Runnable, middleware, LangGraph node) dispatches the custom event
-   :data:`DECISION_EVENT` inside its run; the handler ties the decision to that run and
-   its ancestors, and a later tool run under the same ancestor (the same chain or agent
-   invocation) takes the most recent such decision;
+2. run ids: the router (Runnable, middleware, LangGraph node) records every decision as a
+   child run named :data:`DECISION_RUN` (:func:`trace_decision`), with the decision id,
+   tools, scores, confidence, latency and model in its metadata, so LangSmith-style
+   tracers show it; the handler ties the decision to that run's ancestors, and a later
+   tool run under the same ancestor (the same chain or agent invocation) takes the most
+   recent such decision;
 3. ``default_decision_id``, when set.
 
 Tools with no decision are counted in ``unmatched`` and not logged.
@@ -25,16 +27,57 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from .logs import OutcomeLog
 from .paths import Paths
+from .records import RoutingDecision
 
 logger = logging.getLogger(__name__)
 
-DECISION_EVENT = "openhoof_decision"
-"""Name of the custom callback event a router dispatches for every decision."""
+DECISION_RUN = "openhoof_route"
+"""Name of the child run that records each routing decision in the callback tree."""
 DECISION_ID_KEY = "openhoof_decision_id"
-"""Run-metadata key naming the decision a tool run belongs to."""
+"""Run-metadata key naming the decision a run belongs to (the decision run, tool runs)."""
+
+
+def decision_metadata(decision: RoutingDecision, mode: str) -> dict[str, Any]:
+    """What a trace shows of a decision (the decision run's metadata and output)."""
+    return {
+        DECISION_ID_KEY: decision.decision_id,
+        "openhoof_tools": decision.tool_names,
+        "openhoof_scores": decision.scores,
+        "openhoof_no_tool_score": decision.no_tool_score,
+        "openhoof_confidence": decision.confidence,
+        "openhoof_latency_ms": round(decision.latency_ms, 2),
+        "openhoof_model": decision.model,
+        "openhoof_adapter": decision.adapter,
+        "openhoof_fallback": decision.fallback,
+        "openhoof_fallback_reason": decision.fallback_reason,
+        "openhoof_mode": mode,
+    }
+
+
+_RECORDER = RunnableLambda(lambda payload: payload, name=DECISION_RUN)
+
+
+def _decision_config(config: RunnableConfig | None, meta: dict[str, Any]) -> RunnableConfig:
+    config = dict(config or {})
+    config["metadata"] = {**(config.get("metadata") or {}), **meta}
+    config.pop("run_name", None)
+    config.pop("run_id", None)
+    return config  # type: ignore[return-value]
+
+
+def trace_decision(decision: RoutingDecision, config: RunnableConfig | None, mode: str) -> None:
+    """Record ``decision`` as a child run of the run ``config`` belongs to."""
+    meta = decision_metadata(decision, mode)
+    _RECORDER.invoke(meta, _decision_config(config, meta))
+
+
+async def atrace_decision(decision: RoutingDecision, config: RunnableConfig | None, mode: str) -> None:
+    meta = decision_metadata(decision, mode)
+    await _RECORDER.ainvoke(meta, _decision_config(config, meta))
 
 
 def _detail(output: Any) -> str:
@@ -96,9 +139,17 @@ class OutcomeCallbackHandler(BaseCallbackHandler):
                     return self._decision_at[rid]
         return None
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
-                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                       metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self._remember(run_id, parent_run_id)
+        decision_id = (metadata or {}).get(DECISION_ID_KEY)
+        if kwargs.get("name") == DECISION_RUN and decision_id:
+            with self._lock:
+                for rid in self._lineage(parent_run_id):  # the router's run and everything above it
+                    self._decision_at[rid] = decision_id
+                    self._decision_at.move_to_end(rid)
+                while len(self._decision_at) > self.max_runs:
+                    self._decision_at.popitem(last=False)
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
                             parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -107,16 +158,6 @@ class OutcomeCallbackHandler(BaseCallbackHandler):
     def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID,
                      parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._remember(run_id, parent_run_id)
-
-    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if name != DECISION_EVENT or not isinstance(data, dict) or not data.get("decision_id"):
-            return
-        with self._lock:
-            for rid in self._lineage(run_id):  # the router's run and everything above it
-                self._decision_at[rid] = data["decision_id"]
-                self._decision_at.move_to_end(rid)
-            while len(self._decision_at) > self.max_runs:
-                self._decision_at.popitem(last=False)
 
     # -- tools -----------------------------------------------------------------------------
     def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID,

@@ -14,18 +14,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, Field
 
-from .jsonl import ReadResult, append_jsonl, ensure_writable, read_jsonl
+from .jsonl import SYNCER, ReadResult, append_jsonl, ensure_writable, read_jsonl
 from .paths import Paths
-from .prompt import NO_TOOL
-from .records import OutcomeRecord, RecordInput, RoutingDecision, TrainingRecord
-from .tools import ToolSpec, builtin_catalog
+from .records import (
+    NO_TOOL,
+    DecisionMetadata,
+    LoggedDecision,
+    OutcomeRecord,
+    PastTurn,
+    RoutingDecision,
+)
+from .tools import ToolSpec, needs_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +52,6 @@ def _cap(text: str, limit: int | None) -> tuple[str, bool]:
     if limit is None or len(text) <= limit:
         return text, False
     return text[:limit], True
-
-
-def _needs_schemas(specs: Sequence[ToolSpec]) -> bool:
-    # The trainer re-describes known built-in tools from its catalog; anything else must
-    # travel with the record or it would be trained on a bare name.
-    catalog = builtin_catalog()
-    return any(catalog.get(s.name) is None or catalog[s.name].description != s.description for s in specs)
 
 
 class DecisionLog:
@@ -105,34 +103,38 @@ class DecisionLog:
         *,
         mode: str,
         threshold: float | None = None,
-        **extra: Any,
-    ) -> TrainingRecord:
+        context: Sequence[PastTurn] = (),
+        turn_key: str | None = None,
+    ) -> LoggedDecision:
         """The log line for ``decision`` (not written)."""
         text, truncated = _cap(message, self.max_message_chars)
         names = [t.name for t in tools]
-        metadata: dict[str, Any] = {
-            "decision_id": decision.decision_id,
-            "timestamp": time.time(),
-            "model": decision.model,
-            "adapter": decision.adapter,
-            "backend": decision.backend,
-            "latency_ms": round(decision.latency_ms, 3),
-            "confidence": decision.confidence,
-            "threshold": threshold,
-            "mode": mode,
-            "valid": decision.valid,
-            "fallback": decision.fallback,
-            "fallback_reason": decision.fallback_reason,
-            "error": decision.error,
-        }
-        if truncated:
-            metadata["truncated"] = True
-        metadata.update(extra)
-        record = TrainingRecord.make(text, names, decision.tool_names, LIVE_SOURCE, **metadata)
-        if self.tool_schemas is True or (self.tool_schemas == "auto" and _needs_schemas(tools)):
-            record.input = RecordInput(user_message=text, tools=names,
-                                       tool_schemas=[t.openai_schema() for t in tools])
-        return record
+        metadata = DecisionMetadata(
+            tool=",".join(decision.tool_names) or NO_TOOL,
+            decision_id=decision.decision_id,
+            model=decision.model,
+            adapter=decision.adapter,
+            backend=decision.backend,
+            latency_ms=round(decision.latency_ms, 3),
+            confidence=decision.confidence,
+            scores=decision.scores,
+            no_tool_score=decision.no_tool_score,
+            threshold=threshold,
+            mode=mode,
+            valid=decision.valid,
+            fallback=decision.fallback,
+            fallback_reason=decision.fallback_reason,
+            error=decision.error,
+            notes=decision.notes,
+            truncated=truncated,
+            turn_key=turn_key,
+        )
+        schemas = None
+        if self.tool_schemas is True or (self.tool_schemas == "auto" and needs_schemas(tools)):
+            schemas = [t.openai_schema() for t in tools]
+        return LoggedDecision.make(text, names, decision.tool_names, LIVE_SOURCE,
+                                   context=list(context)[-decision.context_turns:] if decision.context_turns else [],
+                                   tool_schemas=schemas, **metadata.model_dump(exclude={"source", "tool"}))
 
     def record(
         self,
@@ -142,15 +144,17 @@ class DecisionLog:
         *,
         mode: str,
         threshold: float | None = None,
-        **extra: Any,
-    ) -> TrainingRecord | None:
+        context: Sequence[PastTurn] = (),
+        turn_key: str | None = None,
+    ) -> LoggedDecision | None:
         """Append ``decision``; returns the record written (None when disabled or on failure).
 
         A failing disk never fails the caller's turn: the error is logged and counted.
         """
         if not self.enabled:
             return None
-        record = self.make_record(decision, message, tools, mode=mode, threshold=threshold, **extra)
+        record = self.make_record(decision, message, tools, mode=mode, threshold=threshold, context=context,
+                                  turn_key=turn_key)
         try:
             append_jsonl(self.path, record)
         except OSError as exc:
@@ -160,9 +164,13 @@ class DecisionLog:
             return None
         return record
 
+    def close(self) -> None:
+        """Wait until every decision written so far is on disk."""
+        SYNCER.flush()
+
     def read(self) -> ReadResult:
         """All good decision records; ``skipped`` counts bad lines."""
-        return read_jsonl(self.path, TrainingRecord)
+        return read_jsonl(self.path, LoggedDecision)
 
 
 class OutcomeLog:
@@ -230,12 +238,12 @@ Status = Literal["corrected", "confirmed", "tools_ok", "tool_error", "pending"]
 class JoinedDecision(BaseModel):
     """One logged decision with every outcome that refers to it."""
 
-    decision: TrainingRecord
+    decision: LoggedDecision
     outcomes: list[OutcomeRecord] = Field(default_factory=list)
 
     @property
-    def decision_id(self) -> str | None:
-        return self.decision.metadata.get("decision_id")
+    def decision_id(self) -> str:
+        return self.decision.metadata.decision_id
 
     @property
     def status(self) -> Status:
@@ -261,8 +269,7 @@ class JoinedDecision(BaseModel):
         if corrections:
             return list(corrections[-1].correct_tools or [])
         if any(o.kind == "confirm" for o in self.outcomes):
-            meta = self.decision.metadata
-            if meta.get("fallback") or meta.get("valid") is False:
+            if self.decision.metadata.fallback or not self.decision.metadata.valid:
                 return None
             return self.decision.tool_names
         return None
@@ -277,18 +284,17 @@ class JoinResult:
     skipped_outcomes: int = 0
 
     def by_id(self) -> dict[str, JoinedDecision]:
-        return {j.decision_id: j for j in self.items if j.decision_id}
+        return {j.decision_id: j for j in self.items}
 
 
-def join_logs(decisions: Iterable[TrainingRecord], outcomes: Iterable[OutcomeRecord]) -> JoinResult:
+def join_logs(decisions: Iterable[LoggedDecision], outcomes: Iterable[OutcomeRecord]) -> JoinResult:
     """Attach outcomes to decisions by ``decision_id`` (decision order kept)."""
     result = JoinResult()
     index: dict[str, JoinedDecision] = {}
     for rec in decisions:
         joined = JoinedDecision(decision=rec)
         result.items.append(joined)
-        if joined.decision_id:
-            index[joined.decision_id] = joined
+        index[joined.decision_id] = joined
     for outcome in outcomes:
         target = index.get(outcome.decision_id)
         if target is None:
@@ -301,7 +307,7 @@ def join_logs(decisions: Iterable[TrainingRecord], outcomes: Iterable[OutcomeRec
 def read_joined(paths: Paths | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> JoinResult:
     """Read both logs of a data folder and join them; bad lines are skipped and counted."""
     paths = resolve_paths(paths, data_dir)
-    decisions = read_jsonl(paths.decisions_file, TrainingRecord)
+    decisions = read_jsonl(paths.decisions_file, LoggedDecision)
     outcomes = read_jsonl(paths.outcomes_file, OutcomeRecord)
     result = join_logs(decisions, outcomes)
     result.skipped_decisions, result.skipped_outcomes = decisions.skipped, outcomes.skipped

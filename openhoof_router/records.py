@@ -1,4 +1,4 @@
-"""The data records, defined once: decisions, training examples and outcomes.
+"""The data records, defined once: decisions, conversation context, training examples, outcomes.
 
 The training example keeps the seed's line format::
 
@@ -6,7 +6,9 @@ The training example keeps the seed's line format::
      "output": {"tool_calls": [{"name": str, "arguments": {}}]},
      "metadata": {"source": "manual_curated" | "synthetic" | "live" | ..., "tool": str}}
 
-An empty ``tool_calls`` list means "no tool needed".
+An empty ``tool_calls`` list means "no tool needed". Two optional input keys extend it:
+``tool_schemas`` (the offered tools' OpenAI schemas, for tools outside the built-in catalog)
+and ``context`` (earlier turns of the conversation, :class:`PastTurn`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+NO_TOOL = "none"
+"""The answer, label and tool-threshold key that mean "this turn needs no tool"."""
 
 
 def new_id() -> str:
-    """A short, sortable-enough unique id for decisions and runs."""
+    """A short unique id for decisions and runs."""
     return uuid.uuid4().hex[:16]
 
 
@@ -30,19 +35,45 @@ class ToolCall(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class PastToolCall(BaseModel):
+    """A tool called in an earlier turn, with a short result text."""
+
+    name: str
+    result: str = ""
+
+
+class PastTurn(BaseModel):
+    """One earlier turn of the conversation, as the router sees it (compact by design)."""
+
+    user: str
+    tools: list[PastToolCall] = Field(default_factory=list)
+    reply: str = ""
+
+
 class RoutingDecision(BaseModel):
     """What the router decided for one turn."""
 
     decision_id: str = Field(default_factory=new_id)
     tool_calls: list[ToolCall] = Field(default_factory=list)
     valid: bool = True
-    """False when the model's answer could not be parsed into offered tools."""
+    """False when no answer could be decoded (model fault, nothing fits the context window)."""
     confidence: float = Field(0.0, ge=0.0, le=1.0)
-    """Joint probability the model gave its own answer (at each branching token)."""
+    """Joint probability the model gave its own answer (full-vocabulary, at each choice)."""
+    scores: dict[str, float] = Field(default_factory=dict)
+    """Per offered tool: the model's probability of naming it (see :mod:`..decoding`)."""
+    no_tool_score: float = 0.0
+    """The model's probability of answering "no tool"."""
+    continue_probs: list[float] = Field(default_factory=list)
+    """After each named tool, the model's odds of naming another: ``P(,) / (P(,) + P(end))``."""
     latency_ms: float = 0.0
     raw: str = ""
-    """The model's answer text, kept as produced."""
+    """The answer as text (names joined by ``,``, or ``none``)."""
     error: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    """What the router had to do to route at all: a message cut to fit, shortened tool
+    descriptions, dropped context turns, an empty message."""
+    context_turns: int = 0
+    """How many earlier turns the prompt carried."""
     model: str = ""
     adapter: str | None = None
     backend: str = ""
@@ -64,6 +95,19 @@ class RecordInput(BaseModel):
     model_config = ConfigDict(extra="allow")
     user_message: str
     tools: list[str] = Field(default_factory=list)
+    tool_schemas: list[dict[str, Any]] | None = None
+    """The offered tools' schemas when they are not the built-in catalog's."""
+    context: list[PastTurn] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _seed_shape(self, handler: Any) -> dict[str, Any]:
+        # Optional keys stay out of the line when unused: plain records keep the seed's shape.
+        data = handler(self)
+        if not self.context:
+            data.pop("context", None)
+        if self.tool_schemas is None:
+            data.pop("tool_schemas", None)
+        return data
 
 
 class RecordOutput(BaseModel):
@@ -89,13 +133,57 @@ class TrainingRecord(BaseModel):
 
     @classmethod
     def make(
-        cls, message: str, tools: list[str], selected: list[str], source: str, **metadata: Any
+        cls,
+        message: str,
+        tools: list[str],
+        selected: list[str],
+        source: str,
+        *,
+        context: list[PastTurn] | None = None,
+        tool_schemas: list[dict[str, Any]] | None = None,
+        **metadata: Any,
     ) -> "TrainingRecord":
         return cls(
-            input=RecordInput(user_message=message, tools=list(tools)),
+            input=RecordInput(user_message=message, tools=list(tools), context=list(context or []),
+                              tool_schemas=tool_schemas),
             output=RecordOutput(tool_calls=[ToolCall(name=n) for n in selected]),
-            metadata={"source": source, "tool": ",".join(selected) or "none", **metadata},
+            metadata={"source": source, "tool": ",".join(selected) or NO_TOOL, **metadata},
         )
+
+
+
+class DecisionMetadata(BaseModel):
+    """``metadata`` of a logged decision in ``training_data.jsonl``."""
+
+    model_config = ConfigDict(extra="allow")
+    source: str = "live"
+    tool: str = NO_TOOL
+    decision_id: str
+    timestamp: float = Field(default_factory=time.time)
+    model: str = ""
+    adapter: str | None = None
+    backend: str = ""
+    latency_ms: float = 0.0
+    confidence: float = 0.0
+    scores: dict[str, float] = Field(default_factory=dict)
+    no_tool_score: float = 0.0
+    threshold: float | None = None
+    mode: str = "route"
+    valid: bool = True
+    fallback: bool = False
+    fallback_reason: str | None = None
+    error: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    truncated: bool = False
+    """The logged message was cut to the log's length cap."""
+    turn_key: str | None = None
+    """Identifies the human turn (message id, or a hash of its content and context)."""
+
+
+class LoggedDecision(TrainingRecord):
+    """A line of ``training_data.jsonl``: a training record with typed decision metadata."""
+
+    metadata: DecisionMetadata
 
 
 OutcomeKind = Literal["tool_end", "tool_error", "confirm", "correct"]

@@ -1,13 +1,17 @@
-"""Hot reload: follow the registry's ``latest`` pointer without a restart.
+"""Loading a run safely, and hot reload: follow the ``latest`` pointer without a restart.
+
+:func:`load_checked` is the one way a router takes a model: load it, route a probe
+message, and close it again if the probe fails (a corrupt merge can load and still produce
+NaNs). Start-up and hot reload both use it.
 
 The trainer writes ``runs/ID`` and switches ``latest.json`` atomically
-(:meth:`~openhoof_router.registry.ModelRegistry.promote`). :meth:`HotReloader.poll` is
+(:meth:`~openhoof_router.runs.ModelRegistry.promote`). :meth:`HotReloader.poll` is
 called on every routing call; at most every ``interval`` seconds it compares the pointer's
 (mtime, size) stamp, which is one ``stat``. On a change the new run is loaded *outside* the
-engine lock (on a background thread by default, so no caller waits), checked with a probe
-route, and only then swapped in with :meth:`RouterEngine.swap_backend`; calls in flight
-finish on the old model. A run that fails to load or to probe is refused: the old model
-keeps serving, a warning is logged and :attr:`HotReloader.last_error` says why.
+engine lock (on a background thread by default, so no caller waits), checked, and only
+then swapped in with :meth:`RouterEngine.swap_backend`; calls in flight finish on the old
+model. A run that fails to load or to probe is refused: the old model keeps serving, a
+warning is logged and :attr:`HotReloader.last_error` says why.
 """
 
 from __future__ import annotations
@@ -16,71 +20,68 @@ import logging
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
 
 from .backends import Backend, BackendError
 from .engine import RouterEngine
-from .prompt import render_tool_block, render_user_turn
-from .registry import ModelRegistry
+from .runs import ModelRegistry, ServedRun
 from .tools import builtin_tools
 
 logger = logging.getLogger(__name__)
 
 PROBE_MESSAGE = "Check disk space on the server"
 
-Loader = Callable[[Path], Backend]
+Loader = Callable[[Any], Backend]
+"""Turns a model target (a :class:`ServedRun`, ``None`` for the base) into a backend."""
 
 
-def probe_backend(backend: Backend, *, max_tools: int = 3) -> None:
-    """Raise ``BackendError`` unless ``backend`` routes a probe message sanely.
+def probe_backend(backend: Backend) -> None:
+    """Raise ``BackendError`` unless ``backend`` routes a probe message sanely (finite scores,
+    a valid decision)."""
+    decision = RouterEngine(backend).route(PROBE_MESSAGE, builtin_tools())
+    if not decision.valid:
+        raise BackendError(f"probe route failed: {decision.error}")
 
-    Checks that the next-token scores are finite (a corrupt merge can load and still
-    produce NaNs, which the confidence would hide) and that a real route is valid.
-    """
-    tools = builtin_tools()
-    decision = RouterEngine(backend, max_tools=max_tools).route(PROBE_MESSAGE, tools)
-    if not decision.valid or decision.error:
-        raise BackendError(f"probe route invalid: {decision.error or decision.raw!r}")
-    try:  # the route above cached the tool block, so this costs one short evaluation
-        backend.start(backend.tokenize(render_tool_block(tools), bos=True))
-        logits = backend.feed(backend.tokenize(render_user_turn(PROBE_MESSAGE), bos=False))
-    except Exception as exc:
-        raise BackendError(f"probe failed: {exc}") from exc
-    if not np.all(np.isfinite(logits)):
-        raise BackendError("probe failed: the model produced non-finite scores")
+
+def load_checked(load: Loader, target: Any) -> Backend:
+    """Load ``target`` and probe it; a backend that fails the probe is closed, never returned."""
+    backend = load(target)
+    try:
+        probe_backend(backend)
+    except Exception:
+        backend.close()
+        raise
+    return backend
 
 
 class HotReloader:
-    """Watches the ``latest`` pointer and swaps ``engine``'s backend when it changes.
+    """Watches the ``latest`` pointer and hands new runs to ``swap`` when it changes.
 
     Args:
-        engine: the engine to keep current.
         registry: where the pointer lives.
-        load: turns a run folder into a backend (e.g. ``load_backend(..., model=run_dir)``).
+        load: turns a :class:`ServedRun` into a backend.
+        swap: installs a checked backend and its run (the service's engine swap).
         interval: seconds between pointer checks (0: every call).
         background: load on a daemon thread (``poll`` never blocks) or inline.
-        current_run: the run the engine serves now, if any.
-        stamp: the pointer stamp the engine's model corresponds to (default: read it now;
+        current_run: the run served now, if any.
+        stamp: the pointer stamp the current model corresponds to (default: read it now;
             pass the one read before loading so a promotion during startup is not missed).
     """
 
     def __init__(
         self,
-        engine: RouterEngine,
         registry: ModelRegistry,
         load: Loader,
+        swap: Callable[[Backend, ServedRun], None],
         *,
         interval: float = 2.0,
         background: bool = True,
         current_run: str | None = None,
         stamp: Any = "read",
     ) -> None:
-        self.engine = engine
         self.registry = registry
         self.load = load
+        self.swap = swap
         self.interval = interval
         self.background = background
         self.current_run = current_run
@@ -123,30 +124,22 @@ class HotReloader:
             if stamp == self._seen:
                 return False
             self._seen = stamp  # a refused run is not retried until the pointer moves again
-            info = self.registry.latest() or {}  # read once: run id and folder must match
-            run_id = info.get("run_id")
+            pointer = self.registry.latest()
+            run_id = pointer.run_id if pointer else None
             started = time.perf_counter()
             try:
-                run_dir = Path(info["path"]) if info.get("path") else None
-                if run_dir is None or not run_dir.is_dir():
-                    raise BackendError(f"the latest pointer names no usable run: {info or 'unreadable'}")
-                backend = self.load(run_dir)
-                try:
-                    probe_backend(backend, max_tools=self.engine.max_tools)
-                except Exception:
-                    backend.close()
-                    raise
+                run = self.registry.latest_run()
+                backend = load_checked(self.load, run)
             except Exception as exc:  # anything: the old model must keep serving
                 self.last_error = f"refused run {run_id!r}: {exc}"
                 self.history.append({"run_id": run_id, "ok": False, "error": str(exc),
                                      "seconds": time.perf_counter() - started, "at": time.time()})
                 logger.warning("openhoof-router hot reload %s; still serving %s", self.last_error,
-                               repr(self.current_run) if self.current_run else "the base model")
+                               repr(self.current_run) if self.current_run else "the model it had")
                 return False
-            old = self.engine.swap_backend(backend)
-            old.close()  # swap_backend waited for calls in flight; nobody uses it now
-            self.current_run, self.last_error = run_id, None
-            self.history.append({"run_id": run_id, "ok": True, "error": None,
+            self.swap(backend, run)
+            self.current_run, self.last_error = run.run_id, None
+            self.history.append({"run_id": run.run_id, "ok": True, "error": None,
                                  "seconds": time.perf_counter() - started, "at": time.time()})
-            logger.info("openhoof-router now serving run %s", run_id)
+            logger.info("openhoof-router now serving run %s", run.run_id)
             return True

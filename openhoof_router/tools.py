@@ -17,9 +17,12 @@ from typing import Any, Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from .paths import BUILTIN_TOOLS_FILE
+from .records import NO_TOOL
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
-RESERVED_NAMES = {"none"}
+MAX_NAME_CHARS = 128
+# Any printable name routes (dots, dashes, slashes, unicode): only what would break the
+# answer format is refused: whitespace and control characters, and ',' (the separator).
+_BAD_NAME = re.compile(r"[\s,\x00-\x1f\x7f-\x9f]")
 
 
 class ToolError(ValueError):
@@ -53,14 +56,16 @@ class ToolSpec(BaseModel):
 
 def _from_openai(schema: dict[str, Any]) -> ToolSpec:
     fn = schema.get("function", schema) if schema.get("type", "function") == "function" else schema
-    if "name" not in fn:
-        raise ToolError(f"tool schema without a name: {json.dumps(schema)[:200]}")
-    params = (fn.get("parameters") or {}).get("properties") or {}
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise ToolError(f"tool schema without a name: {json.dumps(schema, default=str)[:200]}")
+    parameters = fn.get("parameters") or {}
+    params = parameters.get("properties") if isinstance(parameters, dict) else None
+    description = fn.get("description")
     full = schema if "function" in schema else {"type": "function", "function": fn}
     return ToolSpec(
         name=fn["name"],
-        description=(fn.get("description") or "").strip(),
-        parameters=list(params),
+        description=description.strip() if isinstance(description, str) else "",
+        parameters=[str(p) for p in params] if isinstance(params, dict) else [],
         schema=full,
     )
 
@@ -91,9 +96,10 @@ def normalize_tools(tools: Iterable[Any]) -> list[ToolSpec]:
         raise ToolError("the tool list is empty: offer at least one tool to route over")
     seen: set[str] = set()
     for spec in specs:
-        if not NAME_PATTERN.match(spec.name):
-            raise ToolError(f"tool name {spec.name!r} is not a valid identifier")
-        if spec.name.lower() in RESERVED_NAMES:
+        if not spec.name or len(spec.name) > MAX_NAME_CHARS or _BAD_NAME.search(spec.name):
+            raise ToolError(f"tool name {spec.name!r} cannot be routed: use 1-{MAX_NAME_CHARS} characters "
+                            "without spaces, commas or control characters")
+        if spec.name.lower() == NO_TOOL:
             raise ToolError(f"tool name {spec.name!r} is reserved (it means 'no tool')")
         if spec.name in seen:
             raise ToolError(f"duplicate tool name {spec.name!r}: tool names must be unique")
@@ -133,3 +139,10 @@ def builtin_catalog() -> dict[str, ToolSpec]:
 
 def tool_names(tools: Sequence[ToolSpec]) -> list[str]:
     return [t.name for t in tools]
+
+
+def needs_schemas(specs: Sequence[ToolSpec]) -> bool:
+    """Whether a record of these tools must carry their schemas: training re-describes known
+    built-in tools from the catalog; any other tool would be trained on a bare name."""
+    catalog = builtin_catalog()
+    return any(catalog.get(s.name) is None or catalog[s.name].description != s.description for s in specs)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from openhoof_router.paths import Paths
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "examples"))  # loopback_server: the stand-in reasoner the examples use too
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +29,7 @@ def home(tmp_path, cache_dir, monkeypatch) -> Path:
     monkeypatch.setenv("OPENHOOF_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("OPENHOOF_DATA_DIR", raising=False)
     monkeypatch.delenv("OPENHOOF_MODELS_DIR", raising=False)
+    monkeypatch.setenv("OPENHOOF_THREADS", "1")  # routers started from the environment share 2 cores
     return tmp_path / "home"
 
 
@@ -63,7 +67,7 @@ def builtin():
 @pytest.fixture(scope="session")
 def server_url(base_ref, tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server over the embedded base, on loopback."""
-    from openhoof_router.local_server import serve_gguf
+    from loopback_server import serve_gguf
 
     with serve_gguf(base_ref.gguf, log_dir=tmp_path_factory.mktemp("server")) as url:
         yield url

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import itertools
-import json
 
 from openhoof_router.jsonl import append_jsonl, read_jsonl
-from openhoof_router.paths import CURATED_EVAL_FILE, CURATED_TRAIN_FILE
+from openhoof_router.paths import (
+    CURATED_EVAL_FILE,
+    CURATED_EXTRA_FILE,
+    CURATED_TRAIN_FILE,
+    FOLLOWUPS_EVAL_FILE,
+    FOLLOWUPS_TRAIN_FILE,
+)
 from openhoof_router.records import OutcomeRecord, TrainingRecord
 from openhoof_router.training.dataset import (
     NEAR_DUPLICATE_JACCARD,
     assemble,
+    bundled_train,
     curated_eval,
     curated_train,
+    followups_eval,
     jaccard,
+    load_records,
     normalize_text,
-    to_examples,
     word_set,
 )
+from openhoof_router.training.examples import records_to_groups
 
 
 def _near_duplicates(messages: list[str]) -> list[tuple[str, str]]:
@@ -26,9 +34,23 @@ def _near_duplicates(messages: list[str]) -> list[tuple[str, str]]:
 
 
 def test_curated_files_parse_completely():
-    for path in (CURATED_TRAIN_FILE, CURATED_EVAL_FILE):
+    for path in (CURATED_TRAIN_FILE, CURATED_EVAL_FILE, CURATED_EXTRA_FILE, FOLLOWUPS_TRAIN_FILE, FOLLOWUPS_EVAL_FILE):
         result = read_jsonl(path, TrainingRecord)
-        assert result.skipped == 0, result.errors
+        assert result.skipped == 0 and len(result) >= 90, (path, result.errors)
+
+
+def test_followups_carry_their_conversation(builtin):
+    names = {t.name for t in builtin}
+    train, held = load_records(FOLLOWUPS_TRAIN_FILE)[0], followups_eval()
+    for rec in train + held:
+        assert 1 <= len(rec.input.context) <= 3 and set(rec.tool_names) <= names
+        assert all(set(c.name for c in t.tools) <= names for t in rec.input.context)
+    kinds = {rec.metadata["kind"] for rec in held}
+    assert kinds == {"elliptical", "ack", "new_topic", "two_tool"}
+    train_sets = [word_set(r.input.user_message) for r in train]
+    leaks = [r.input.user_message for r in held
+             if any(jaccard(word_set(r.input.user_message), s) >= NEAR_DUPLICATE_JACCARD for s in train_sets)]
+    assert not leaks
 
 
 def test_curated_train_meets_the_brief(builtin):
@@ -87,7 +109,8 @@ def test_assembly_joins_outcomes_corrections_win_and_counts(paths):
     assert data.counts["per_source"]["live"] == 2
     assert data.counts["live"]["corrected"] == 1 and data.counts["live"]["confirmed"] == 1
     assert data.skipped_lines == 2
-    assert data.counts["per_source"]["curated"] == len(curated_train())
+    assert data.counts["per_source"]["curated"] == len(bundled_train()[0][1])
+    assert data.counts["per_source"]["followups"] == len(bundled_train()[1][1])
 
 
 def test_held_out_messages_never_reach_training(paths):
@@ -99,12 +122,11 @@ def test_held_out_messages_never_reach_training(paths):
     assert normalize_text(held.input.user_message) not in {normalize_text(r.input.user_message) for r in data.train}
 
 
-def test_examples_share_tool_blocks_in_groups():
+def test_records_share_tool_lists_in_groups():
     recs = curated_train()[:10]
-    examples = to_examples(recs, group_size=4, seed=1)
-    assert len(examples) == 10
-    blocks = [e.prefix for e in examples]
-    assert blocks[0] == blocks[3] and blocks[4] == blocks[7]
-    assert len(set(blocks)) == 3  # three groups, each its own shuffled order
-    assert all(e.completion.endswith("<end_of_turn>") for e in examples)
-    assert json.loads(json.dumps(examples[0].model_dump()))
+    groups = records_to_groups(recs, group_size=4, seed=1)
+    assert sorted(len(g.samples) for g in groups) == [2, 4, 4]
+    orders = {tuple(t.name for t in g.tools) for g in groups}
+    assert len(orders) == 3  # each group its own shuffled order of the same tools
+    assert sorted(s.message for g in groups for s in g.samples) == sorted(r.input.user_message for r in recs)
+    assert records_to_groups(recs, group_size=4, seed=1)[0].tools == groups[0].tools  # seeded

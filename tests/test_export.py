@@ -1,9 +1,10 @@
 """GGUF export: llama.cpp running the exported weights picks the same next token as transformers.
 
 Real models end to end: the embedded base dequantized in transformers, written back with
-``write_gguf`` and served by llama.cpp; the same with a PEFT LoRA merged in; and a tiny
-random Gemma 3 config. Prompts go through the serving path (cached tool block, then the
-user turn) on both sides, with the very same token ids.
+``write_gguf`` and served by llama.cpp; a PEFT LoRA merged into the base GGUF with numpy
+(``merge_lora_gguf``, what serving and ``hoof-train run`` use) against transformers + PEFT;
+and a tiny random Gemma 3 config. Prompts go through the serving path (cached tool block,
+then the user turn) on both sides, with the very same token ids.
 """
 
 from __future__ import annotations
@@ -21,15 +22,9 @@ pytest.importorskip("peft")
 pytest.importorskip("llama_cpp")
 
 from openhoof_router.backends.llamacpp import LlamaCppBackend  # noqa: E402
-from openhoof_router.prompt import render_tool_block, render_user_turn  # noqa: E402
+from openhoof_router.export import ExportError, merge_lora_gguf, read_metadata, write_gguf  # noqa: E402
 from openhoof_router.tools import builtin_tools  # noqa: E402
 from openhoof_router.training.config import TARGET_MODULES  # noqa: E402
-from openhoof_router.training.export import (  # noqa: E402
-    ExportError,
-    export_router_gguf,
-    read_metadata,
-    write_gguf,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +43,15 @@ Prompts = tuple[list[int], list[list[int]]]  # (tool block ids, one user turn's 
 
 
 @pytest.fixture(scope="module")
-def prompts(base_ref) -> Prompts:
-    """Token ids as the router builds them, from the base GGUF's own tokenizer."""
-    import llama_cpp
-
-    vocab = llama_cpp.Llama(model_path=str(base_ref.gguf), vocab_only=True, verbose=False)
-    try:
-        block = vocab.tokenize(render_tool_block(builtin_tools()).encode(), add_bos=True, special=True)
-        users = [vocab.tokenize(render_user_turn(m).encode(), add_bos=False, special=True) for m in MESSAGES]
-    finally:
-        vocab.close()
-    return block, users
+def prompts(engine) -> Prompts:
+    """Token ids as the router builds them (the codec over the base GGUF's own tokenizer)."""
+    block = list(engine.codec.tool_block(builtin_tools()))
+    return block, [engine.codec.user_turn(m) for m in MESSAGES]
 
 
 @pytest.fixture(scope="module")
 def hf_base(base_ref):
-    from openhoof_router.base_model import load_gguf_as_transformers
+    from openhoof_router.hf import load_gguf_as_transformers
 
     model, _ = load_gguf_as_transformers(base_ref.gguf)
     return model.eval()
@@ -101,8 +89,10 @@ def llama_next_logits(gguf: Path, prompts: Prompts) -> list[np.ndarray]:
     block, users = prompts
     backend = LlamaCppBackend(gguf, n_ctx=1024, n_threads=2)
     try:
+        from openhoof_router.prompt import PromptCodec
+
         # the copied tokenizer must tokenize exactly like the base's
-        assert backend.tokenize(render_tool_block(builtin_tools()), bos=True) == block
+        assert list(PromptCodec(backend).tool_block(builtin_tools())) == block
         out = []
         for user in users:
             backend.start(block)
@@ -156,9 +146,11 @@ def test_lora_merged_export_matches_peft(hf_base, base_ref, prompts, base_logits
     peft_dir = out_dir / "adapter"
     peft_model.save_pretrained(peft_dir)
 
-    # the adapter is read back from disk and merged into the (unloaded, untouched) base
-    out = export_router_gguf(peft_dir, base_ref.gguf, out_dir / "router-q8_0.gguf", base_model=peft_model.unload())
+    # the adapter is read back from disk and merged into the base GGUF (numpy, no torch)
+    out = merge_lora_gguf(base_ref.gguf, peft_dir, out_dir / "router-q8_0.gguf")
     print(f"router q8_0 GGUF: {out.stat().st_size / 1e6:.1f} MB")
+    meta, template = read_metadata(out), read_metadata(base_ref.gguf)
+    assert all(meta[k] == template[k] for k in template if k.startswith("tokenizer."))
     served = llama_next_logits(out, prompts)
     assert_same_choice(peft_logits, served, "lora")
 
@@ -168,6 +160,19 @@ def test_lora_merged_export_matches_peft(hf_base, base_ref, prompts, base_logits
     print(f"mean |logit diff|: served vs PEFT {export_noise:.3f}, served vs base {lora_shift:.3f}")
     assert lora_shift > 3 * export_noise
     assert any(b.argmax() != s.argmax() for b, s in zip(base_logits, served))
+
+
+def test_merge_refuses_adapters_that_do_not_fit(base_ref, out_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import Gemma3ForCausalLM
+
+    get_peft_model(Gemma3ForCausalLM(tiny_config()), LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(
+        tmp_path / "tiny-adapter")
+    with pytest.raises(Exception, match="does not fit"):
+        merge_lora_gguf(base_ref.gguf, tmp_path / "tiny-adapter", out_dir / "refused-merge.gguf")
+    with pytest.raises(Exception, match="holds no LoRA adapter"):
+        merge_lora_gguf(base_ref.gguf, tmp_path, out_dir / "refused-merge.gguf")
+    assert not (out_dir / "refused-merge.gguf").exists()
 
 
 def tiny_config(**overrides):

@@ -1,11 +1,12 @@
 """End to end with a real reasoner: llama-cpp-python's OpenAI-compatible server on loopback,
 driven through langchain_openai.ChatOpenAI. Checks what each mode sends the reasoner, the
-agent middleware, the LangGraph node, outcome logging of a real tool call, and a reasoner
-that is down."""
+agent middleware (a literal swap for LLMToolSelectorMiddleware), a LangGraph agent loop
+routed once per human turn, outcome logging of real tool calls, and a reasoner that is down."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -15,7 +16,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 
 from openhoof_router import ToolRouter
-from openhoof_router.callbacks import DECISION_EVENT
+from openhoof_router.callbacks import DECISION_ID_KEY, DECISION_RUN
 from openhoof_router.engine import RouterEngine
 from openhoof_router.logs import DecisionLog, OutcomeLog
 from openhoof_router.records import RoutingDecision
@@ -29,15 +30,43 @@ MAX_TOKENS = 6
 
 
 def _free_port() -> int:
-    from openhoof_router.local_server import free_port
+    from loopback_server import free_port
 
     return free_port()
+
+
+class NullContentFix:
+    """llama-cpp-python's server refuses ``"content": null`` on an assistant message with tool
+    calls (the OpenAI API allows it, langchain-openai sends it): send "" instead."""
+
+    def __init__(self) -> None:
+        import httpx
+
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request):
+        import json
+
+        import httpx
+
+        body = json.loads(request.read() or b"{}")
+        for message in body.get("messages", []):
+            if message.get("content") is None:
+                message["content"] = ""
+        fixed = httpx.Request(request.method, request.url, json=body,
+                              headers={k: v for k, v in request.headers.items() if k.lower() != "content-length"})
+        return self.inner.handle_request(fixed)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def make_reasoner(url: str, max_tokens: int = MAX_TOKENS, *, fresh_async: bool = False) -> ChatOpenAI:
     # llama-cpp-python's server ignores max_completion_tokens (what ChatOpenAI sends for
     # max_tokens): the old field goes in the body too, or a reply runs to the context's end.
-    extra = {}
+    import httpx
+
+    extra = {"http_client": httpx.Client(transport=NullContentFix(), timeout=120)}
     if fresh_async:  # langchain-openai caches one async client per URL; each asyncio.run has its own loop
         import httpx
 
@@ -66,13 +95,15 @@ class Sent(BaseCallbackHandler):
         })
 
 
-class Events(BaseCallbackHandler):
+class Decisions(BaseCallbackHandler):
+    """Decision runs seen in the callback tree (what a LangSmith-style tracer records)."""
+
     def __init__(self):
         self.decision_ids = []
 
-    def on_custom_event(self, name, data, *, run_id, **kw):
-        if name == DECISION_EVENT:
-            self.decision_ids.append(data["decision_id"])
+    def on_chain_start(self, serialized, inputs, *, run_id, metadata=None, **kw):
+        if kw.get("name") == DECISION_RUN:
+            self.decision_ids.append((metadata or {}).get(DECISION_ID_KEY))
 
 
 class FixedEngine(RouterEngine):
@@ -82,7 +113,7 @@ class FixedEngine(RouterEngine):
         super().__init__(backend)
         self.decision = decision
 
-    def route(self, message, tools, *, use_cache=True):
+    def route(self, message, tools, *, context=(), use_cache=True):
         self.prepare(tools)
         return self.decision.model_copy(deep=True)
 
@@ -103,6 +134,12 @@ def restart_service(name: str) -> str:
 def list_tools() -> str:
     """List the tools this agent can use."""
     return "disk_usage, restart_service, send_page, list_tools"
+
+
+@tool
+def disk_free(mount: Literal["/", "/var", "/home"]) -> str:
+    """How much room is left on a mount point."""
+    return f"{mount}: 58% free"
 
 
 @tool
@@ -130,8 +167,8 @@ def test_narrow_chain_sends_only_the_selected_tools(engine, reasoner, tmp_path):
     assert 1 <= len(call["tools"]) <= 3 < len(NAMES)
     assert isinstance(call["messages"][0], SystemMessage) and call["messages"][0].content == "You are an ops agent."
     [rec] = DecisionLog(data_dir=tmp_path).read().records
-    assert rec.metadata["decision_id"] == info["decision_id"] and rec.metadata["mode"] == "narrow"
-    assert rec.tool_names == call["tools"]
+    assert rec.metadata.decision_id == info["decision_id"] and rec.metadata.mode == "narrow"
+    assert rec.tool_names == call["tools"] and info["scores"] == rec.metadata.scores
 
 
 def test_hint_chain_sends_all_tools_and_one_system_hint(engine, reasoner, tmp_path):
@@ -156,12 +193,12 @@ def test_low_confidence_falls_back_to_all_tools(mode, engine, reasoner, tmp_path
     assert not any("Tool router hint" in m.content for m in call["messages"])  # no hint when unsure
     assert decision_info(reply)["fallback"] is True
     [rec] = DecisionLog(data_dir=tmp_path).read().records
-    assert rec.metadata["fallback"] is True and rec.metadata["fallback_reason"] == "low_confidence"
+    assert rec.metadata.fallback is True and rec.metadata.fallback_reason == "low_confidence"
 
 
 @pytest.mark.parametrize("mode", ["narrow", "hint"])
 def test_no_tool_decision_sends_no_tools(mode, engine, reasoner, tmp_path):
-    none = RoutingDecision(tool_calls=[], confidence=0.97)
+    none = RoutingDecision(tool_calls=[], confidence=0.97, no_tool_score=0.97)
     router = ToolRouter(TOOLS, mode=mode, reasoner=reasoner, engine=FixedEngine(engine.backend, none),
                         data_dir=tmp_path, threshold=0.5)
     sent = Sent()
@@ -170,7 +207,7 @@ def test_no_tool_decision_sends_no_tools(mode, engine, reasoner, tmp_path):
     assert call["tools"] is None and isinstance(reply, AIMessage)
     assert decision_info(reply)["sent_tools"] == []
     [rec] = DecisionLog(data_dir=tmp_path).read().records
-    assert rec.output.tool_calls == [] and rec.metadata["tool"] == "none"
+    assert rec.output.tool_calls == [] and rec.metadata.tool == "none"
 
 
 def test_stream_and_async_delegate(engine, server_url, tmp_path):
@@ -179,7 +216,7 @@ def test_stream_and_async_delegate(engine, server_url, tmp_path):
     assert chunks and all(isinstance(c, AIMessageChunk) for c in chunks)
     assert decision_info(chunks[0])["mode"] == "narrow"
     sent = Sent()
-    reply = asyncio.run(router.ainvoke(MESSAGE, config={"callbacks": [sent]}))
+    reply = asyncio.run(router.ainvoke("notify the operator that the disk is fine", config={"callbacks": [sent]}))
     assert isinstance(reply, AIMessage) and sent.calls[0]["tools"] == decision_info(reply)["sent_tools"]
     assert len(DecisionLog(data_dir=tmp_path).read().records) == 2
 
@@ -222,6 +259,69 @@ def test_real_tool_call_outcome_is_logged(engine, server_url, tmp_path):
 
 # -- agent middleware -----------------------------------------------------------------
 
+def test_middleware_is_a_literal_swap_for_llm_tool_selector(server_url, home):
+    """The same create_agent(...) call, only the middleware class changed, against the loopback server."""
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import LLMToolSelectorMiddleware
+
+    from openhoof_router.integrations import ToolRouterMiddleware
+
+    class LoopbackReasoner(ChatOpenAI):
+        """llama-cpp-python's server does tool calls but not json_schema: structured output
+        (what LLMToolSelectorMiddleware asks the agent's model for) goes through a tool call."""
+
+        def with_structured_output(self, schema, *, method="function_calling", **kwargs):
+            return super().with_structured_output(schema, method=method, **kwargs)
+
+    results = {}
+    for middleware_class in (LLMToolSelectorMiddleware, ToolRouterMiddleware):
+        sent = Sent()
+        agent = create_agent(
+            model=LoopbackReasoner(base_url=server_url, api_key="x", model="gemma", max_tokens=48,
+                                   extra_body={"max_tokens": 48}, max_retries=0, timeout=120),
+            tools=TOOLS,
+            middleware=[middleware_class(max_tools=1, always_include=["list_tools"], on_parsing_failure="all")],
+        )
+        out = agent.invoke({"messages": [("human", MESSAGE)]}, config={"callbacks": [sent]})
+        results[middleware_class.__name__] = (out, sent)
+    upstream, upstream_sent = results["LLMToolSelectorMiddleware"]
+    assert isinstance(upstream["messages"][-1], AIMessage)
+    assert upstream_sent.calls[-1]["tools"][-1] == "list_tools" and len(upstream_sent.calls[-1]["tools"]) <= 2
+    out, sent = results["ToolRouterMiddleware"]
+    [rec] = DecisionLog().read().records  # the default router logs into OPENHOOF_HOME
+    info = decision_info(out["messages"][-1])
+    assert info["decision_id"] == rec.metadata.decision_id and info["scores"] == rec.metadata.scores
+    agent_calls = [c for c in sent.calls if c["tools"] is not None]
+    routed = rec.tool_names[:1] if not rec.metadata.fallback else [n for n in NAMES if n != "list_tools"]
+    assert agent_calls[-1]["tools"] == [n for n in NAMES if n in routed] + ["list_tools"]  # the request's order
+    assert rec.metadata.mode == "middleware"
+
+
+def test_middleware_parameters_keep_their_meaning(engine, tmp_path):
+    from openhoof_router.integrations import ToolRouterMiddleware
+
+    router = ToolRouter(engine=engine, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="local router"):
+        ToolRouterMiddleware(model="openai:gpt-4o-mini")
+    with pytest.warns(UserWarning, match="system_prompt, max_retries"):
+        ToolRouterMiddleware(router=router, system_prompt="pick tools", max_retries=3)
+    with pytest.raises(ValueError, match="max_tools"):
+        ToolRouterMiddleware(router=router, max_tools=0)
+    with pytest.raises(ValueError, match="on_parsing_failure"):
+        ToolRouterMiddleware(router=router, on_parsing_failure="maybe")
+    unsure = RoutingDecision(tool_calls=[], valid=False, error="no answer", fallback=True, fallback_reason="invalid")
+    routable = TOOLS[:3]
+    for failure, expected in (("all", [t.name for t in routable]), ("none", []), (["send_page"], ["send_page"]),
+                              (lambda d: ["disk_usage"], ["disk_usage"])):
+        m = ToolRouterMiddleware(router=router, on_parsing_failure=failure)
+        assert m._selected(unsure, routable) == expected
+    with pytest.raises(ValueError, match="no usable selection"):
+        ToolRouterMiddleware(router=router, on_parsing_failure="error")._selected(unsure, routable)
+    sure = RoutingDecision(tool_calls=[{"name": "send_page"}, {"name": "disk_usage"}])
+    assert ToolRouterMiddleware(router=router, max_tools=None)._selected(sure, routable) == ["send_page", "disk_usage"]
+    assert ToolRouterMiddleware(router=router, max_tools=1)._selected(sure, routable) == ["send_page"]
+
+
 def _agent(reasoner, middleware):
     from langchain.agents import create_agent
 
@@ -231,47 +331,64 @@ def _agent(reasoner, middleware):
 def test_agent_middleware_narrows_and_falls_back(engine, reasoner, server_url, tmp_path):
     from openhoof_router.integrations import ToolRouterMiddleware
 
-    confident = ToolRouterMiddleware(ToolRouter(engine=engine, data_dir=tmp_path, threshold=0),
+    confident = ToolRouterMiddleware(router=ToolRouter(engine=engine, data_dir=tmp_path, threshold=0),
                                      max_tools=1, always_include=["list_tools"])
-    sent, events = Sent(), Events()
+    sent, seen = Sent(), Decisions()
     result = _agent(reasoner, confident).invoke({"messages": [("human", MESSAGE)]},
-                                                config={"callbacks": [sent, events]})
+                                                config={"callbacks": [sent, seen]})
     assert isinstance(result["messages"][-1], AIMessage)
     [rec] = DecisionLog(data_dir=tmp_path).read().records
-    assert events.decision_ids == [rec.metadata["decision_id"]]  # what ties later tool runs to it
+    assert seen.decision_ids == [rec.metadata.decision_id]  # a child run: what ties later tool runs to it
     routable = [n for n in NAMES if n != "list_tools"]
-    assert rec.input.tools == routable and rec.metadata["mode"] == "middleware"
-    assert sent.calls[0]["tools"] == rec.tool_names[:1] + ["list_tools"]
+    assert rec.input.tools == routable and rec.metadata.mode == "middleware"
+    assert sent.calls[0]["tools"] == [n for n in NAMES if n in rec.tool_names[:1]] + ["list_tools"]
 
-    unsure = ToolRouterMiddleware(ToolRouter(engine=engine, data_dir=tmp_path, threshold=1.01),
+    unsure = ToolRouterMiddleware(router=ToolRouter(engine=engine, data_dir=tmp_path, threshold=1.01),
                                   always_include=["list_tools"])
     sent = Sent()
-    asyncio.run(_agent(make_reasoner(server_url, fresh_async=True), unsure).ainvoke({"messages": [("human", MESSAGE)]}, config={"callbacks": [sent]}))
+    asyncio.run(_agent(make_reasoner(server_url, fresh_async=True), unsure).ainvoke(
+        {"messages": [("human", "page the on-call")]}, config={"callbacks": [sent]}))
     assert sorted(sent.calls[0]["tools"]) == sorted(NAMES)  # awrap_model_call path, fallback
-    assert DecisionLog(data_dir=tmp_path).read().records[-1].metadata["fallback"] is True
+    assert DecisionLog(data_dir=tmp_path).read().records[-1].metadata.fallback is True
 
     with pytest.raises(ValueError, match="always_include"):
-        _agent(reasoner, ToolRouterMiddleware(ToolRouter(engine=engine, data_dir=tmp_path),
+        _agent(reasoner, ToolRouterMiddleware(router=ToolRouter(engine=engine, data_dir=tmp_path),
                                               always_include=["missing"])).invoke({"messages": [("human", "hi")]})
 
 
-def test_langgraph_node(engine, reasoner, tmp_path):
+def test_langgraph_loop_routes_once_per_human_turn(engine, server_url, tmp_path):
+    """Two tool cycles of a LangGraph agent: the reasoner (forced to call the one selected
+    tool) is called three times with the same narrowed tools, and one decision is logged."""
+    from langchain_core.messages import ToolMessage
     from langgraph.graph import END, START, MessagesState, StateGraph
-    from langgraph.prebuilt import ToolNode, tools_condition
+    from langgraph.prebuilt import ToolNode
 
     from openhoof_router.integrations import router_node
 
-    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner, engine=engine, data_dir=tmp_path, threshold=0)
+    # the untrained base may well answer "none" here: the decision is fixed, the rest is real
+    disk = FixedEngine(engine.backend, RoutingDecision(tool_calls=[{"name": "disk_free"}],
+                                                       scores={"disk_free": 0.9, "send_page": 0.01}))
+    # an enum argument: the server's grammar makes the small model's call valid JSON every time
+    router = ToolRouter([disk_free, send_page], mode="narrow", reasoner=make_reasoner(server_url, 32), engine=disk,
+                        data_dir=tmp_path, threshold=0.5, force_tool=True)
+
+    def after_agent(state) -> str:
+        cycles = sum(isinstance(m, ToolMessage) for m in state["messages"])
+        return "tools" if state["messages"][-1].tool_calls and cycles < 2 else END
+
     graph = StateGraph(MessagesState)
     graph.add_node("agent", router_node(router))
-    graph.add_node("tools", ToolNode(TOOLS))
+    graph.add_node("tools", ToolNode([disk_free, send_page]))
     graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
+    graph.add_conditional_edges("agent", after_agent, {"tools": "tools", END: END})
     graph.add_edge("tools", "agent")
     sent = Sent()
     out = graph.compile().invoke({"messages": [("human", MESSAGE)]}, config={"callbacks": [sent]})
-    reply = out["messages"][-1]
-    assert isinstance(reply, AIMessage) and decision_info(reply)["sent_tools"] == sent.calls[0]["tools"]
+    assert sum(isinstance(m, ToolMessage) for m in out["messages"]) == 2
+    [rec] = DecisionLog(data_dir=tmp_path).read().records
+    assert len(sent.calls) == 3 and all(c["tools"] == rec.tool_names for c in sent.calls)
+    assert {decision_info(m)["decision_id"] for m in out["messages"] if isinstance(m, AIMessage)} == \
+        {rec.metadata.decision_id}
 
 
 def test_openai_compatible_reasoner_helper(server_url, monkeypatch):
@@ -287,8 +404,8 @@ def test_openai_compatible_reasoner_helper(server_url, monkeypatch):
 
 
 def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_path):
-    """The local gemma reasoner never calls tools in an agent loop, so this one agent model is
-    scripted (the router, the agent graph, the tools and the callback are the real ones)."""
+    """The agent model is scripted here to call two tools at once (the router, the agent graph,
+    the tools and the callback are the real ones)."""
     from langchain.agents import create_agent
     from langchain_core.language_models import BaseChatModel
     from langchain_core.outputs import ChatGeneration, ChatResult
@@ -313,11 +430,11 @@ def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_pat
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     router = ToolRouter(engine=engine, data_dir=tmp_path, threshold=1.01)  # fallback: all tools stay
-    agent = create_agent(model=CallsTwoTools(), tools=TOOLS, middleware=[ToolRouterMiddleware(router)])
+    agent = create_agent(model=CallsTwoTools(), tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
     handler = router.outcome_callback()
     agent.invoke({"messages": [("human", MESSAGE)]}, config={"callbacks": [handler]})
     [decision] = DecisionLog(data_dir=tmp_path).read().records  # two model calls, one decision
     outcomes = OutcomeLog(data_dir=tmp_path).read().records
     assert sorted((o.tool, o.kind) for o in outcomes) == [("disk_usage", "tool_end"), ("send_page", "tool_end")]
-    assert {o.decision_id for o in outcomes} == {decision.metadata["decision_id"]}
+    assert {o.decision_id for o in outcomes} == {decision.metadata.decision_id}
     assert handler.unmatched == 0

@@ -1,21 +1,25 @@
-"""Decision / outcome logs: the record format, faults, the join, process concurrency, and
-outcome logging from real LangChain tool runs."""
+"""Decision / outcome logs: the record format, faults, the join, process concurrency (and
+a writer killed mid-append), random input to the reader, and outcome logging from real
+LangChain tool runs."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
+import signal
 import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import ToolException, tool
 
 from openhoof_router.callbacks import DECISION_ID_KEY, OutcomeCallbackHandler
 from openhoof_router.jsonl import LogWriteError, read_jsonl
 from openhoof_router.logs import DecisionLog, OutcomeLog, join_logs, read_joined
-from openhoof_router.records import OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
+from openhoof_router.records import LoggedDecision, OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
 from openhoof_router.router import ToolRouter
 from openhoof_router.tools import normalize_tools
 
@@ -48,8 +52,8 @@ def test_custom_tools_travel_with_the_record_and_messages_are_capped(tmp_path):
     log = DecisionLog(data_dir=tmp_path, max_message_chars=10)
     log.record(_decision(), "what about Texas? " * 20, custom, mode="route")
     rec = log.read().records[0]
-    assert rec.input.user_message == "what about" and rec.metadata["truncated"] is True
-    assert rec.output.tool_calls == [] and rec.metadata["tool"] == "none"
+    assert rec.input.user_message == "what about" and rec.metadata.truncated is True
+    assert rec.output.tool_calls == [] and rec.metadata.tool == "none"
     assert rec.input.tool_schemas[0]["function"]["name"] == "get_weather"
 
 
@@ -161,8 +165,8 @@ def test_concurrent_appends_from_processes(tmp_path, record_property):
         assert p.exitcode == 0
     seconds = time.perf_counter() - started
     lines = (tmp_path / "training_data.jsonl").read_text().splitlines()
-    result = read_jsonl(tmp_path / "training_data.jsonl", TrainingRecord)
-    ids = [r.metadata["decision_id"] for r in result]
+    result = read_jsonl(tmp_path / "training_data.jsonl", LoggedDecision)
+    ids = [r.metadata.decision_id for r in result]
     expected = {f"w{w}-{i}" for w in range(N_PROCESSES) for i in range(N_APPENDS)}
     figures = {"processes": N_PROCESSES, "threads_per_process": N_THREADS, "appends_per_process": N_APPENDS,
                "expected": len(expected), "lines_found": len(lines), "valid": len(result),
@@ -171,6 +175,57 @@ def test_concurrent_appends_from_processes(tmp_path, record_property):
     record_property("concurrency", json.dumps(figures))
     assert result.skipped == 0 and len(lines) == len(expected)
     assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+def _endless_writer(data_dir: str, worker: int, ready) -> None:
+    log = DecisionLog(data_dir=data_dir)
+    tools = normalize_tools(["exec", "notify"])
+    ready.set()
+    i = 0
+    while True:  # until killed
+        d = RoutingDecision(decision_id=f"k{worker}-{i}", tool_calls=[ToolCall(name="exec")])
+        log.record(d, f"writer {worker} line {i} " + "y" * (50 + (i * 37) % 3000), tools, mode="route")
+        i += 1
+
+
+def test_a_writer_killed_mid_append_leaves_only_whole_lines(tmp_path):
+    """SIGKILL lands between system calls: each append is one write(), so no torn line is left."""
+    ctx = mp.get_context("spawn")
+    readies = [ctx.Event() for _ in range(3)]
+    procs = [ctx.Process(target=_endless_writer, args=(str(tmp_path), w, readies[w])) for w in range(3)]
+    for p in procs:
+        p.start()
+    for ready in readies:
+        assert ready.wait(60)
+    path = tmp_path / "training_data.jsonl"
+    deadline = time.monotonic() + 30
+    while (not path.exists() or path.stat().st_size < 200_000) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(procs[0].pid, signal.SIGKILL)  # one writer dies mid-stream, the others go on
+    time.sleep(0.3)
+    for p in procs[1:]:
+        os.kill(p.pid, signal.SIGKILL)
+    for p in procs:
+        p.join(30)
+    assert all(p.exitcode == -signal.SIGKILL for p in procs)
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    result = read_jsonl(path, LoggedDecision)
+    assert result.skipped == 0 and len(result) == data.count(b"\n") > 100
+    DecisionLog(data_dir=tmp_path).record(_decision("exec"), "after the kill", normalize_tools(["exec"]),
+                                          mode="route")
+    assert read_jsonl(path, LoggedDecision).records[-1].input.user_message == "after the kill"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=300),
+                          st.just(b'{"input": {"user_message": "x"}}'), st.just(b"\xff\xfe{")), max_size=20))
+def test_the_reader_never_raises_on_random_bytes(tmp_path_factory, chunks):
+    path = tmp_path_factory.mktemp("fuzz") / "log.jsonl"
+    path.write_bytes(b"\n".join(c if isinstance(c, bytes) else c.encode("utf-8", "surrogatepass") for c in chunks))
+    for model in (None, LoggedDecision, TrainingRecord, OutcomeRecord):
+        result = read_jsonl(path, model)
+        assert len(result) + result.skipped <= len(path.read_bytes().splitlines()) + 1
 
 
 # -- outcomes of real tool runs ------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The MLX path for real: backend over the float base, LoRA training, adapter and merge.
+"""The MLX path for real: backend over the float base, LoRA training, the adapter served by
+MLX and (merged with numpy) by llama.cpp.
 
 Skipped when MLX is not installed. On Linux that means ``pip install "mlx[cpu]" mlx-lm mkl``
 (plain ``mlx`` lacks ``libmlx.so`` there). MLX's Linux wheel ships a reference BLAS that is
-~10-50x slow; :mod:`openhoof_router.mlx_env` loads MKL under it in process when this module
+~10-50x slow; :mod:`openhoof_router.mlx_toolkit` loads MKL under it in process when this module
 is imported before anything imports ``mlx.core``. If that was too late (another module
 imported MLX first), the whole file re-runs itself in a subprocess with ``LD_PRELOAD`` set.
 By hand, on Linux::
@@ -22,7 +23,7 @@ import sys
 import numpy as np
 import pytest
 
-from openhoof_router import mlx_env
+from openhoof_router import mlx_toolkit as mlx_env
 
 FAST = mlx_env.preload_mkl() or mlx_env.mlx_fast()  # must run before mlx.core is imported
 mx = pytest.importorskip("mlx.core", reason="MLX not installed (Linux: pip install 'mlx[cpu]' mlx-lm mkl)",
@@ -30,11 +31,13 @@ mx = pytest.importorskip("mlx.core", reason="MLX not installed (Linux: pip insta
 pytest.importorskip("mlx_lm", reason="mlx-lm not installed", exc_type=ImportError)
 
 from openhoof_router.backends import BackendError, load_backend  # noqa: E402
-from openhoof_router.backends.mlx_backend import MLXBackend, import_mlx  # noqa: E402
+from openhoof_router.backends.mlx_backend import MLXBackend  # noqa: E402
 from openhoof_router.engine import RouterEngine  # noqa: E402
+from openhoof_router.mlx_toolkit import MLXError, import_mlx  # noqa: E402
 from openhoof_router.paths import Paths  # noqa: E402
-from openhoof_router.prompt import render_answer, render_tool_block, render_user_turn  # noqa: E402
-from openhoof_router.training.config import Example, TrainConfig  # noqa: E402
+from openhoof_router.runs import BaseModelInfo, RunFiles, RunManifest  # noqa: E402
+from openhoof_router.training.config import TrainConfig  # noqa: E402
+from openhoof_router.training.examples import Group, Sample  # noqa: E402
 
 CHILD_FLAG = "OPENHOOF_MLX_TEST_CHILD"
 RERUN = not FAST and not os.environ.get(CHILD_FLAG)
@@ -87,14 +90,14 @@ def mlx_engine(mlx_base):
 
 # -- errors ----------------------------------------------------------------------------
 
-def test_missing_mlx_is_a_clear_backend_error(monkeypatch):
+def test_missing_mlx_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlx_lm", None)  # import mlx_lm -> ImportError
-    with pytest.raises(BackendError, match="mlx-lm mkl"):
+    with pytest.raises(MLXError, match="mlx-linux"):
         import_mlx()
 
 
 def test_bad_adapter_folder_is_a_clear_backend_error(base_ref, model_paths, tmp_path):
-    with pytest.raises(BackendError, match="not an MLX adapter folder"):
+    with pytest.raises(BackendError, match="not a LoRA adapter folder"):
         MLXBackend(base_ref, adapter=tmp_path, paths=model_paths)
 
 
@@ -104,15 +107,12 @@ def test_mkl_is_under_mlx():
 
 # -- the base model --------------------------------------------------------------------
 
-def test_tokens_match_llamacpp(mlx_base, engine, builtin):
-    llama = engine.backend
-    block = render_tool_block(builtin)
-    assert mlx_base.tokenize(block, bos=True) == llama.tokenize(block, bos=True)
+def test_tokens_match_llamacpp(mlx_engine, engine, builtin):
+    assert mlx_engine.codec.tool_block(builtin) == engine.codec.tool_block(builtin)
     for message in MESSAGES:
-        turn = render_user_turn(message)
-        assert mlx_base.tokenize(turn) == llama.tokenize(turn)
-    ids = mlx_base.tokenize(render_answer(["exec", "notify"]))
-    assert mlx_base.detokenize(ids) == "exec,notify<end_of_turn>"
+        assert mlx_engine.codec.user_turn(message) == engine.codec.user_turn(message)
+    ids = mlx_engine.codec.vocabulary([t.name for t in builtin]).answer_ids(["notify", "exec"])
+    assert mlx_engine.backend.detokenize(ids) == "notify,exec<end_of_turn>"
 
 
 def test_decisions_are_structured_and_valid(mlx_engine, builtin):
@@ -122,9 +122,8 @@ def test_decisions_are_structured_and_valid(mlx_engine, builtin):
         assert d.valid, d.error
         assert set(d.tool_names) <= names
         assert len(d.tool_names) == len(set(d.tool_names)) <= mlx_engine.max_tools
-        assert 0.0 <= d.confidence <= 1.0
+        assert 0.0 <= d.confidence <= 1.0 and set(d.scores) == names
         assert d.backend == "mlx" and d.model.startswith("gemma-3-270m") and d.adapter is None
-        assert d.raw.endswith("<end_of_turn>")
 
 
 def test_cached_path_matches_uncached(mlx_engine, builtin):
@@ -134,16 +133,15 @@ def test_cached_path_matches_uncached(mlx_engine, builtin):
             cached = mlx_engine.route(message, tools, use_cache=True)
             fresh = mlx_engine.route(message, tools, use_cache=False)
             assert cached.tool_names == fresh.tool_names
-            assert cached.raw == fresh.raw
             assert cached.confidence == pytest.approx(fresh.confidence, rel=1e-3, abs=1e-9)
 
 
 def test_next_token_agrees_with_llamacpp(mlx_base, mlx_engine, engine, builtin):
     """Float MLX vs Q4_K_M llama.cpp over the same (dequantized) weights: close, not equal."""
     llama = engine.backend
-    prefix = mlx_base.tokenize(render_tool_block(builtin), bos=True)
+    prefix = mlx_engine.codec.tool_block(builtin)
     for message in MESSAGES:
-        user = mlx_base.tokenize(render_user_turn(message))
+        user = mlx_engine.codec.user_turn(message)
         mlx_base.start(prefix)
         a = mlx_base.feed(user)
         llama.start(prefix)
@@ -162,19 +160,15 @@ def test_next_token_agrees_with_llamacpp(mlx_base, mlx_engine, engine, builtin):
 TOOLS4 = ["memory_write", "exec", "notify", "shared_search"]
 
 
-def _examples(builtin, n_train: int, n_val: int) -> tuple[list[Example], list[Example]]:
+def _groups(builtin, n_train: int, n_val: int) -> tuple[list[Group], list[Group]]:
     """Short prompts (4 tools) so a step stays cheap on 2 cores."""
     from openhoof_router.training.dataset import curated_train
 
     specs = [t for t in builtin if t.name in TOOLS4]
-    picked = []
-    for rec in curated_train():
-        if set(rec.tool_names) <= set(TOOLS4) and len(rec.input.user_message) < 90:
-            picked.append(Example(prefix=render_tool_block(specs), user=render_user_turn(rec.input.user_message),
-                                  completion=render_answer(rec.tool_names)))
-        if len(picked) == n_train + n_val:
-            break
-    return picked[:n_train], picked[n_train:]
+    picked = [Sample(r.input.user_message, r.tool_names) for r in curated_train()
+              if set(r.tool_names) <= set(TOOLS4) and len(r.input.user_message) < 90][: n_train + n_val]
+    train = [Group(specs, picked[i:i + 2]) for i in range(0, n_train, 2)]
+    return train, [Group(specs, picked[n_train:])]
 
 
 @pytest.fixture(scope="module")
@@ -183,13 +177,15 @@ def trained(builtin, base_ref, model_paths, tmp_path_factory):
         pytest.skip("runs in the subprocess")
     from openhoof_router.training.mlx_trainer import train_mlx
 
-    train, val = _examples(builtin, 16, 2)
-    assert len(train) == 16 and len(val) == 2
+    train, val = _groups(builtin, 16, 2)
+    assert sum(len(g.samples) for g in train) == 16 and len(val[0].samples) == 2
     out = tmp_path_factory.mktemp("mlx_run")
     cfg = TrainConfig(max_steps=6, batch_size=2)  # the seed's lr 2e-4, rank 16, alpha 32
     result = train_mlx(train, val, cfg, out, base_ref, paths=model_paths, progress=False)
+    RunManifest(run_id=out.name, base_model=BaseModelInfo(name=base_ref.name, sha256=base_ref.sha256),
+                files=RunFiles(mlx="mlx")).save(out)
     yield out, result
-    shutil.rmtree(out, ignore_errors=True)  # ~1 GB of merged float32 weights
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_training_lowers_the_loss(trained):
@@ -215,39 +211,23 @@ def test_adapter_is_mlx_lm_format(trained):
     assert len(weights) == 18 * 7 * 2 and all(k.endswith(("lora_a", "lora_b")) for k in weights)
 
 
-def test_adapter_paths_resolve(trained, tmp_path):
-    from openhoof_router.backends.mlx_backend import resolve_adapter
-
-    out, result = trained
-    for given in (result.adapter_dir, out, result.adapter_dir / "mlx"):  # folder, run, load_backend's form
-        assert resolve_adapter(given) == result.adapter_dir
-    with pytest.raises(BackendError, match="not an MLX adapter folder"):
-        resolve_adapter(tmp_path)
-
-
-def test_merged_folder_is_base_plus_lora(trained, base_ref, model_paths):
-    from safetensors import safe_open
-
-    from openhoof_router.base_model import float_checkpoint
+def test_factors_read_from_the_mlx_adapter(trained):
+    from openhoof_router.lora import read_lora
 
     _, result = trained
-    merged, base_dir = result.merged_dir, float_checkpoint(base_ref, model_paths)
-    assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
+    factors = read_lora(result.adapter_dir)
     lora = mx.load(str(result.adapter_dir / "adapters.safetensors"))
     name = "model.layers.3.mlp.up_proj"
-    with safe_open(str(merged / "model.safetensors"), "np") as m, \
-            safe_open(str(base_dir / "model.safetensors"), "np") as b:
-        assert set(m.keys()) == set(b.keys())  # HF tensor names, tied head
-        delta = m.get_tensor(name + ".weight") - b.get_tensor(name + ".weight")
-        a, bb = np.array(lora[name + ".lora_a"]), np.array(lora[name + ".lora_b"])
-        assert np.abs(delta).max() > 0
-        np.testing.assert_allclose(delta, 2.0 * (a @ bb).T, atol=1e-6)
-        np.testing.assert_array_equal(m.get_tensor("model.norm.weight"), b.get_tensor("model.norm.weight"))
+    a, b, scale = factors[name]
+    np.testing.assert_allclose(scale * (b @ a), 2.0 * (np.array(lora[name + ".lora_a"]) @
+                                                       np.array(lora[name + ".lora_b"])).T, atol=1e-6)
+    assert len(factors) == 18 * 7
 
 
-def test_trained_run_loads_and_routes(trained, builtin, base_ref, model_paths, mlx_base):
+def test_trained_run_loads_and_routes(trained, builtin, base_ref, model_paths, mlx_base, engine):
     out, result = trained
     backend = load_backend("mlx", base_model=base_ref, model=out, paths=model_paths)  # a run folder
+    llama = load_backend("llama.cpp", base_model=base_ref, model=out, paths=model_paths, n_threads=1)
     try:
         assert isinstance(backend, MLXBackend) and backend.adapter_id == out.name
         specs = [t for t in builtin if t.name in TOOLS4]
@@ -256,13 +236,23 @@ def test_trained_run_loads_and_routes(trained, builtin, base_ref, model_paths, m
             d = eng.route(message, specs)
             assert d.valid, d.error
             assert set(d.tool_names) <= set(TOOLS4) and d.adapter == out.name
-        # the adapter is really applied: the answer distribution moved away from the base's
-        prefix = backend.tokenize(render_tool_block(specs), bos=True)
-        user = backend.tokenize(render_user_turn("remember that the deploy moved to friday"))
+        # the adapter is really applied, by MLX and by llama.cpp (merged with numpy): both moved
+        # away from the base the same way
+        prefix = eng.codec.tool_block(specs)
+        user = eng.codec.user_turn("remember that the deploy moved to friday")
         backend.start(prefix)
         tuned = backend.feed(user)
         mlx_base.start(prefix)
         plain = mlx_base.feed(user)
+        llama.start(prefix)
+        served = llama.feed(user)
         assert np.abs(tuned - plain).max() > 0.1
+        assert np.corrcoef(tuned - plain, served - engine_feed(engine, prefix, user))[0, 1] > 0.8
     finally:
         backend.close()
+        llama.close()
+
+
+def engine_feed(engine, prefix, user):
+    engine.backend.start(prefix)
+    return engine.backend.feed(user)

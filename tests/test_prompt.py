@@ -1,4 +1,4 @@
-"""The one prompt format: rendering and the never-raising parser."""
+"""The one prompt format: rendering, context, answer order, and the never-raising parser."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from hypothesis import given, strategies as st
 
 from openhoof_router.prompt import (
     END,
-    NO_TOOL,
+    answer_order,
+    clean_text,
     parse_answer,
     render_answer,
     render_prompt,
     render_tool_block,
+    render_tool_line,
     render_user_turn,
 )
+from openhoof_router.records import NO_TOOL, PastToolCall, PastTurn
 from openhoof_router.tools import ToolError, ToolSpec, normalize_tools
 
 NAMES = ["memory_write", "memory_read", "shared_search", "notify", "exec", "list_tools"]
@@ -33,6 +36,39 @@ def test_prompt_is_tool_block_plus_user_turn(builtin):
 def test_tool_block_depends_only_on_tools(builtin):
     assert render_tool_block(builtin) == render_tool_block(list(builtin))
     assert render_tool_block(builtin) != render_tool_block(builtin[:3])
+
+
+def test_context_goes_in_the_user_turn_not_the_cached_block(builtin):
+    context = [PastTurn(user="check disk space on prod", tools=[PastToolCall(name="exec", result="/dev/sda1 42%")],
+                        reply="Prod is at 42%."),
+               PastTurn(user="thanks\nbye", reply="")]
+    turn = render_user_turn("what about staging?", context)
+    assert turn == ("<start_of_turn>user\nEarlier:\nuser: check disk space on prod\ntools: exec -> /dev/sda1 42%\n"
+                    "assistant: Prod is at 42%.\nuser: thanks bye\nNow: what about staging?<end_of_turn>\n"
+                    "<start_of_turn>model\n")
+    assert render_prompt(builtin, "what about staging?", context).startswith(render_tool_block(builtin))
+    assert render_user_turn("hi", []) == render_user_turn("hi")  # no context: the plain single-turn form
+    long = PastTurn(user="x" * 500, tools=[PastToolCall(name="exec", result="y" * 500)])
+    assert len(render_user_turn("go", [long])) < 400  # earlier turns stay compact
+
+
+def test_answers_name_tools_in_list_order():
+    offered = ["memory_write", "exec", "notify"]
+    assert answer_order(["notify", "exec"], offered) == ["exec", "notify"]
+    assert answer_order(["notify", "notify", "memory_write"], offered) == ["memory_write", "notify"]
+
+
+def test_detail_levels_shorten_tool_lines():
+    tool = ToolSpec(name="report", description="word " * 60, parameters=[f"p{i}" for i in range(12)])
+    lines = [render_tool_line(tool, level) for level in range(4)]
+    assert [len(line) for line in lines] == sorted((len(line) for line in lines), reverse=True)
+    assert lines[-1] == "report" and "…" in lines[0]
+
+
+def test_text_is_cleaned_for_the_model():
+    assert clean_text("a\ud800b") == "a\ufffdb"  # a lone surrogate (json.loads makes them)
+    assert clean_text("a\x00b\x1bc\u2028d") == "a b c d"
+    assert clean_text("keeps\ttabs\nand newlines") == "keeps\ttabs\nand newlines"
 
 
 @pytest.mark.parametrize("names", [[], ["exec"], ["shared_search", "notify"], ["memory_read", "exec", "notify"]])
@@ -92,8 +128,29 @@ def test_tool_list_validation():
         normalize_tools(["exec", "exec"])
     with pytest.raises(ToolError, match="reserved"):
         normalize_tools(["none"])
-    with pytest.raises(ToolError, match="valid identifier"):
-        normalize_tools([{"name": "bad name"}])
+    for bad in ("bad name", "a,b", "tab\there", "", "x" * 129):
+        with pytest.raises(ToolError, match="cannot be routed"):
+            normalize_tools([{"name": bad}])
+
+
+@given(st.lists(st.one_of(
+    st.text(max_size=40),
+    st.dictionaries(st.sampled_from(["name", "type", "function", "description", "parameters"]),
+                    st.one_of(st.text(max_size=20), st.integers(), st.none(), st.lists(st.text(max_size=5)),
+                              st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3))),
+    st.integers(), st.none()), max_size=6))
+def test_the_tool_normaliser_raises_only_tool_errors(tools):
+    try:
+        specs = normalize_tools(tools)
+    except ToolError:
+        return
+    assert specs and len({s.name for s in specs}) == len(specs)
+
+
+def test_odd_names_and_missing_descriptions_are_fine():
+    specs = normalize_tools([{"name": "weather.get-forecast"}, {"name": "météo_du_jour"}, {"name": "a/b:c"},
+                             {"name": "x", "description": "", "parameters": {"properties": {}}}])
+    assert [s.name for s in specs] == ["weather.get-forecast", "météo_du_jour", "a/b:c", "x"]
 
 
 def test_tool_forms_agree(builtin):

@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 
 from openhoof_router import ToolRouter
-from openhoof_router.callbacks import DECISION_EVENT
+from openhoof_router.callbacks import DECISION_ID_KEY, DECISION_RUN
+from openhoof_router.conversation import parse_turn
 from openhoof_router.engine import RouterEngine
 from openhoof_router.logs import DecisionLog
 from openhoof_router.records import RoutingDecision
-from openhoof_router.router import parse_turn
 from openhoof_router.tools import ToolError
 
 MESSAGE = "Check disk space on the server"
@@ -41,7 +40,7 @@ class FixedEngine(RouterEngine):
         super().__init__(backend)
         self.decision = decision
 
-    def route(self, message, tools, *, use_cache=True):
+    def route(self, message, tools, *, context=(), use_cache=True):
         self.prepare(tools)  # still validates the tool list
         return self.decision.model_copy(deep=True)
 
@@ -51,12 +50,12 @@ def test_route_mode_returns_and_logs_the_decision(router, tmp_path, builtin):
     assert isinstance(d, RoutingDecision) and d.valid and not d.fallback
     assert set(d.tool_names) <= {t.name for t in builtin}
     [rec] = logged(tmp_path)
+    meta = rec.metadata
     assert rec.input.user_message == MESSAGE and rec.tool_names == d.tool_names
-    assert rec.metadata["decision_id"] == d.decision_id
-    assert rec.metadata["source"] == "live" and rec.metadata["mode"] == "route"
-    assert rec.metadata["confidence"] == d.confidence and rec.metadata["latency_ms"] > 0
-    assert rec.metadata["model"].startswith("gemma-3-270m")
-    assert "tool_schemas" not in rec.input.model_extra  # built-in tools: the names suffice
+    assert meta.decision_id == d.decision_id and meta.source == "live" and meta.mode == "route"
+    assert meta.confidence == d.confidence and meta.latency_ms > 0 and meta.scores == d.scores
+    assert meta.model.startswith("gemma-3-270m") and meta.turn_key
+    assert rec.input.tool_schemas is None  # built-in tools: the names suffice
 
 
 def test_inputs_route_on_the_latest_human_turn(router, tmp_path):
@@ -70,13 +69,18 @@ def test_inputs_route_on_the_latest_human_turn(router, tmp_path):
         {"messages": history},
         {"input": "check disk", "chat_history": history[:3]},
     ]
-    for value in inputs:
-        assert isinstance(router.invoke(value), RoutingDecision)
-    (prompt | router).invoke({"q": "check disk"})
-    routed = [r.input.user_message for r in logged(tmp_path)]
-    assert routed == ["check disk", "check disk", "what about the disk?", "what about the disk?",
-                      "check disk", "check disk"]
-    assert parse_turn({"messages": history}).messages[0].content == "You are an ops agent."
+    decisions = [router.invoke(value) for value in inputs] + [(prompt | router).invoke({"q": "check disk"})]
+    assert all(isinstance(d, RoutingDecision) for d in decisions)
+    # one decision per human turn: the same turn (text and earlier turns) is routed and logged once
+    ids = [d.decision_id for d in decisions]
+    assert ids[0] == ids[1] == ids[5] and ids[2] == ids[3] and len(set(ids)) == 3
+    recs = logged(tmp_path)
+    assert [(r.input.user_message, [t.user for t in r.input.context]) for r in recs] == [
+        ("check disk", []), ("what about the disk?", ["what is on the server?"]),
+        ("check disk", ["what is on the server?"])]
+    assert recs[1].input.context[0].reply == "Several services."
+    turn = parse_turn({"messages": history})
+    assert turn.messages[0].content == "You are an ops agent." and turn.text == "what about the disk?"
     with pytest.raises(ValueError, match="no human turn"):
         router.invoke([SystemMessage(content="only a system message")])
 
@@ -96,29 +100,34 @@ def test_runnable_protocol(router):
     assert isinstance(asyncio.run(astream())[0], RoutingDecision)
 
 
-class Events(BaseCallbackHandler):
-    def __init__(self):
-        self.chains, self.events = [], []
-
-    def on_chain_start(self, serialized, inputs, *, run_id, tags=None, metadata=None, **kw):
-        self.chains.append((kw.get("name"), tags, metadata))
-
-    def on_custom_event(self, name, data, *, run_id, **kw):
-        self.events.append((name, data, run_id))
+def decision_runs(run):
+    found = [run] if run.name == DECISION_RUN else []
+    for child in run.child_runs:
+        found += decision_runs(child)
+    return found
 
 
-def test_own_run_in_tracing_with_config_tags_and_callbacks(router):
-    collector, events = RunCollectorCallbackHandler(), Events()
+def test_decisions_are_child_runs_in_the_trace(router):
+    collector = RunCollectorCallbackHandler()
     bound = router.with_config(tags=["routing"], metadata={"user": "u1"}, run_name="route-turn")
-    d = bound.invoke(MESSAGE, config={"callbacks": [collector, events]})
+    d = bound.invoke(MESSAGE, config={"callbacks": [collector]})
     [run] = collector.traced_runs
     assert run.name == "route-turn" and "routing" in run.tags and run.extra["metadata"]["user"] == "u1"
     assert run.outputs and run.error is None
-    [(name, data, run_id)] = events.events
-    assert name == DECISION_EVENT and data["decision_id"] == d.decision_id and run_id == run.id
-    plain = RunCollectorCallbackHandler()
-    router.invoke(MESSAGE, config={"callbacks": [plain]})
-    assert plain.traced_runs[0].name == "ToolRouter"
+    [child] = decision_runs(run)
+    meta = child.extra["metadata"]
+    assert child.parent_run_id == run.id
+    assert meta[DECISION_ID_KEY] == d.decision_id and meta["openhoof_tools"] == d.tool_names
+    assert meta["openhoof_scores"] == d.scores and meta["openhoof_confidence"] == d.confidence
+    assert meta["openhoof_latency_ms"] > 0 and meta["openhoof_model"].startswith("gemma-3-270m")
+
+    async def traced():
+        collector = RunCollectorCallbackHandler()
+        await router.ainvoke("notify the operator", config={"callbacks": [collector]})
+        return collector.traced_runs
+
+    [arun] = asyncio.run(traced())
+    assert len(decision_runs(arun)) == 1  # the async path records it too
 
 
 def test_thresholds_choose_the_fallback(engine, builtin, tmp_path):
@@ -137,8 +146,9 @@ def test_thresholds_choose_the_fallback(engine, builtin, tmp_path):
                          tool_thresholds={n: 0.0 for n in [t.name for t in builtin] + ["none"]})
     assert not lenient.invoke(MESSAGE).fallback  # per-tool thresholds may also be lower
     recs = logged(tmp_path)
-    assert [r.metadata["fallback"] for r in recs] == [False, True, True, False]
-    assert recs[1].metadata["threshold"] == 1.01 and recs[1].metadata["fallback_reason"] == "low_confidence"
+    assert [r.metadata.fallback for r in recs] == [False, True, True, False]
+    assert recs[1].metadata.threshold == 1.01 and recs[1].metadata.fallback_reason == "low_confidence"
+    assert recs[2].metadata.fallback_reason.startswith("tool_threshold:")
 
 
 def test_invalid_decision_is_a_logged_fallback(engine, builtin, tmp_path):
@@ -147,7 +157,7 @@ def test_invalid_decision_is_a_logged_fallback(engine, builtin, tmp_path):
     d = router.invoke(MESSAGE)
     assert d.fallback and d.fallback_reason == "invalid"
     [rec] = logged(tmp_path)
-    assert rec.metadata["valid"] is False and rec.metadata["fallback"] is True
+    assert rec.metadata.valid is False and rec.metadata.fallback is True
 
 
 def test_bad_tool_lists_and_options(engine, builtin, tmp_path):
@@ -175,4 +185,4 @@ def test_logging_can_be_off_or_capped(engine, builtin, tmp_path):
     assert not (tmp_path / "off" / "training_data.jsonl").exists()
     ToolRouter(builtin, engine=engine, data_dir=tmp_path, max_logged_chars=5).invoke(MESSAGE)
     [rec] = logged(tmp_path)
-    assert rec.input.user_message == "Check" and rec.metadata["truncated"]
+    assert rec.input.user_message == "Check" and rec.metadata.truncated

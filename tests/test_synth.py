@@ -49,7 +49,7 @@ def test_generate_for_custom_tools_against_loopback_teacher(server_url, paths):
 
 
 def test_unreachable_teacher_is_counted_not_fatal(paths):
-    from openhoof_router.local_server import free_port
+    from loopback_server import free_port
 
     teacher = make_teacher(f"http://127.0.0.1:{free_port()}/v1", "nobody", max_tokens=16)
     report = synthesize(teacher, CUSTOM_TOOLS, 2, paths, progress=False, max_requests=2)

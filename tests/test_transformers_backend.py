@@ -1,4 +1,5 @@
-"""The transformers (+ PEFT) fallback backend: same prompt, same decoder, same decisions."""
+"""The transformers fallback backend: same codec, same decoder, same decisions; adapters that
+do not fit are refused."""
 
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ def test_routes_like_llama_cpp(hf_engine, engine, builtin):
 
 
 def test_same_tokens_as_llama_cpp(hf_engine, engine, builtin):
-    from openhoof_router.prompt import render_tool_block, render_user_turn
+    from openhoof_router.records import PastTurn
 
-    for text, bos in ((render_tool_block(builtin), True), (render_user_turn(MESSAGES[0]), False)):
-        assert hf_engine.backend.tokenize(text, bos=bos) == engine.backend.tokenize(text, bos=bos)
+    hf, ll = hf_engine.codec, engine.codec
+    assert hf.tool_block(builtin) == ll.tool_block(builtin)
+    for message in [*MESSAGES, "spelled <end_of_turn> markers", "émoji 👍 \ud800"]:
+        assert hf.user_turn(message, [PastTurn(user="earlier <start_of_turn>")]) == \
+            ll.user_turn(message, [PastTurn(user="earlier <start_of_turn>")])
 
 
 def test_adapter_that_does_not_fit_is_refused(base_ref, cache_dir, tmp_path):
@@ -55,7 +59,13 @@ def test_adapter_that_does_not_fit_is_refused(base_ref, cache_dir, tmp_path):
                                               head_dim=256))
     torch.manual_seed(0)
     get_peft_model(tiny, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    from transformers import AutoTokenizer
+
+    from openhoof_router.base_model import float_checkpoint
+
+    paths = Paths(cache_dir, cache_dir, cache_dir, cache_dir)
     with pytest.raises(BackendError, match="does not fit"):
-        TransformersBackend(base_ref, adapter=tmp_path / "adapter", paths=Paths(cache_dir, cache_dir, cache_dir, cache_dir))
-    with pytest.raises(BackendError, match="not a PEFT adapter"):
-        TransformersBackend(BaseModelRef("x"), adapter=tmp_path, model=tiny, tokenizer=None)
+        TransformersBackend(base_ref, adapter=tmp_path / "adapter", paths=paths)
+    tokenizer = AutoTokenizer.from_pretrained(float_checkpoint(base_ref, paths))
+    with pytest.raises(BackendError, match="holds no LoRA adapter"):
+        TransformersBackend(BaseModelRef("x"), adapter=tmp_path, model=tiny, tokenizer=tokenizer)

@@ -1,56 +1,105 @@
-"""Local model backends behind one interface, and the ``auto`` choice between them.
-
-``auto`` follows the seed: Apple Silicon (Darwin) → MLX, anything else → llama.cpp.
-``OPENHOOF_BACKEND`` or the ``backend`` argument overrides it.
+"""Local model backends behind one interface, and how a run becomes a loaded model.
 
 What a *model* argument may be, for every backend:
-  - a training run folder (``runs/ID`` with ``manifest.json``): each backend takes the
-    form it serves (merged GGUF for llama.cpp, PEFT for transformers, MLX adapters);
-  - a ``.gguf`` file: a full model, or a LoRA adapter applied on the base (llama.cpp);
+  - a run folder (``runs/ID`` with ``manifest.json``) or a :class:`~openhoof_router.runs.ServedRun`:
+    read through its manifest: llama.cpp serves the run's merged GGUF (or merges its
+    adapter into a cached GGUF once, with numpy); transformers and MLX add the adapter's
+    LoRA factors to the base weights at load;
+  - ``"general"``: the shipped general run;
+  - a ``.gguf`` file (llama.cpp): a full model, or a LoRA adapter applied on the base;
   - ``None``: the base model alone.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
+from typing import Any
 
 from ..base_model import BaseModelRef, resolve_base_model
+from ..device import SERVING, serving_backend
 from ..paths import Paths
+from ..runs import RunError, ServedRun, general_run
 from .base import Backend, BackendError
 
-BACKENDS = ("llama.cpp", "mlx", "transformers")
-ALIASES = {"llamacpp": "llama.cpp", "llama_cpp": "llama.cpp", "gguf": "llama.cpp", "hf": "transformers", "torch": "transformers"}
+BACKENDS = SERVING
 
 
 def pick_backend(backend: str | None = "auto") -> str:
-    choice = (backend or os.environ.get("OPENHOOF_BACKEND") or "auto").lower()
-    if choice == "auto":
-        choice = os.environ.get("OPENHOOF_BACKEND", "auto").lower()
-    if choice == "auto":
-        return "mlx" if platform.system() == "Darwin" and platform.machine() == "arm64" else "llama.cpp"
-    choice = ALIASES.get(choice, choice)
-    if choice not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}: choose one of auto, {', '.join(BACKENDS)}")
-    return choice
+    try:
+        return serving_backend(backend)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def _is_lora_gguf(path: Path) -> bool:
-    from gguf import GGUFReader
+    from ..export import read_metadata
 
     try:
-        field = GGUFReader(str(path)).fields.get("general.type")
+        value = read_metadata(path).get("general.type", (b"",))[0]
     except Exception as exc:
         raise BackendError(f"{path} is not a readable GGUF file: {exc}") from exc
-    return field is not None and bytes(field.parts[-1]).decode() == "adapter"
+    return value == b"adapter"
+
+
+def resolve_run(model: Any) -> ServedRun | Path | None:
+    """A model argument as a served run, a GGUF file, or None (the base)."""
+    if model is None or isinstance(model, ServedRun):
+        return model
+    if str(model) == "general":
+        run = general_run()
+        if run is None:
+            raise BackendError("the general adapter is not in this installation (hoof-train pretrain builds it)")
+        return run
+    path = Path(model).expanduser()
+    if path.is_dir():
+        try:
+            return ServedRun.open(path)
+        except RunError as exc:
+            raise BackendError(str(exc)) from None
+    if path.is_file():
+        return path
+    raise BackendError(f"trained model not found: {path}")
+
+
+def merged_gguf(run: ServedRun, base: BaseModelRef, paths: Paths | None = None) -> Path:
+    """The run as one GGUF for llama.cpp: its own export if it has one, else the base with its
+    adapter merged in, made once into the cache (numpy only, a few seconds)."""
+    own = run.file("gguf")
+    if own is not None:
+        return own
+    from filelock import FileLock
+
+    from ..export import merge_lora_gguf
+    from ..lora import adapter_digest
+
+    adapter = run.adapter
+    if adapter is None or base.gguf is None:
+        raise BackendError(f"run {run.run_id} has no adapter to merge, or the base {base.name} has no GGUF")
+    paths = paths or Paths.resolve()
+    target = (paths.cache_dir / "merged" /
+              f"{run.run_id}-{adapter_digest(adapter)}-{(base.sha256 or 'base')[:12]}-q8_0.gguf")
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=600):
+        if not target.is_file():  # another process may have made it while we waited
+            merge_lora_gguf(base.gguf, adapter, target, name=f"openhoof-router {run.run_id}")
+    return target
+
+
+def _check_base(run: ServedRun, base: BaseModelRef) -> None:
+    trained_on = run.manifest.base_model.sha256
+    if trained_on and base.sha256 and trained_on != base.sha256:
+        raise BackendError(f"run {run.run_id} was trained on base {run.manifest.base_model.name} "
+                           f"({trained_on[:12]}), not on {base.name} ({base.sha256[:12]})")
 
 
 def load_backend(
     backend: str | None = "auto",
     *,
     base_model: str | os.PathLike[str] | BaseModelRef | None = None,
-    model: str | os.PathLike[str] | None = None,
+    model: Any = None,
     n_threads: int | None = None,
     n_ctx: int = 2048,
     paths: Paths | None = None,
@@ -58,42 +107,44 @@ def load_backend(
     """Load the chosen backend over ``base_model`` with an optional trained ``model``."""
     kind = pick_backend(backend)
     base = base_model if isinstance(base_model, BaseModelRef) else resolve_base_model(base_model, paths)
-    model_path = Path(model).expanduser() if model else None
-    if model_path is not None and not model_path.exists():
-        raise BackendError(f"trained model not found: {model_path}")
-    run_dir = model_path if model_path is not None and model_path.is_dir() else None
-    run_id = run_dir.name if run_dir else None  # run folders are named by their id
+    target = resolve_run(model)
+    run = target if isinstance(target, ServedRun) else None
+    if run is not None:
+        _check_base(run, base)
+    run_id = run.run_id if run is not None else None
 
     if kind == "llama.cpp":
         from .llamacpp import LlamaCppBackend
 
-        if run_dir is not None:
-            ggufs = sorted(run_dir.glob("*.gguf"))
-            if not ggufs:
-                raise BackendError(f"run {run_dir} has no GGUF export for llama.cpp")
-            return LlamaCppBackend(ggufs[0], n_ctx=n_ctx, n_threads=n_threads,
-                                   model_id=base.identity, adapter_id=run_id)
+        if run is not None:
+            try:
+                gguf = merged_gguf(run, base, paths)
+            except BackendError:
+                raise
+            except Exception as exc:  # a corrupt adapter must not pass as a model
+                raise BackendError(f"run {run.run_id}: {exc}") from exc
+            return LlamaCppBackend(gguf, n_ctx=n_ctx, n_threads=n_threads, model_id=base.identity, adapter_id=run_id)
         if base.gguf is None:
             raise BackendError(f"llama.cpp needs a GGUF base model; {base.name} has none")
-        if model_path is not None and _is_lora_gguf(model_path):
-            return LlamaCppBackend(base.gguf, lora_path=model_path, n_ctx=n_ctx, n_threads=n_threads,
+        if isinstance(target, Path) and _is_lora_gguf(target):
+            return LlamaCppBackend(base.gguf, lora_path=target, n_ctx=n_ctx, n_threads=n_threads,
                                    model_id=base.identity)
-        if model_path is not None:  # a full (merged) model GGUF
-            return LlamaCppBackend(model_path, n_ctx=n_ctx, n_threads=n_threads,
-                                   model_id=base.identity, adapter_id=model_path.name)
+        if isinstance(target, Path):  # a full (merged) model GGUF
+            return LlamaCppBackend(target, n_ctx=n_ctx, n_threads=n_threads, model_id=base.identity,
+                                   adapter_id=target.name)
         return LlamaCppBackend(base.gguf, n_ctx=n_ctx, n_threads=n_threads, model_id=base.identity)
 
+    if isinstance(target, Path):
+        raise BackendError(f"the {kind} backend serves run folders, not GGUF files ({target})")
+    adapter = run.adapter if run is not None else None
     if kind == "transformers":
         from .transformers_backend import TransformersBackend
 
-        peft_dir = (run_dir / "peft") if run_dir is not None else model_path
-        return TransformersBackend(base, adapter=peft_dir, n_threads=n_threads, n_ctx=n_ctx,
-                                   paths=paths, adapter_id=run_id)
-
+        return TransformersBackend(base, adapter=adapter, n_threads=n_threads, n_ctx=n_ctx, paths=paths,
+                                   adapter_id=run_id)
     from .mlx_backend import MLXBackend
 
-    mlx_dir = (run_dir / "mlx") if run_dir is not None else model_path
-    return MLXBackend(base, adapter=mlx_dir, n_ctx=n_ctx, paths=paths, adapter_id=run_id)
+    return MLXBackend(base, adapter=adapter, n_ctx=n_ctx, paths=paths, adapter_id=run_id)
 
 
-__all__ = ["Backend", "BackendError", "BACKENDS", "load_backend", "pick_backend"]
+__all__ = ["Backend", "BackendError", "BACKENDS", "load_backend", "merged_gguf", "pick_backend", "resolve_run"]

@@ -1,9 +1,16 @@
 """The small interface every local model backend implements.
 
-A backend is a stateful next-token scorer: ``start(prefix)`` positions it after a token
-prefix (restoring that prefix's cached KV state when it has one), ``feed(ids)`` appends
-tokens and returns the logits for the next token. The constrained decoder in
-:mod:`openhoof_router.decoding` drives it; it is the same for llama.cpp, MLX and
+A backend is a stateful next-token scorer over one token sequence:
+
+- ``start(prefix)`` positions it after a token prefix (restoring that prefix's cached KV
+  state when it has one);
+- ``feed(ids)`` appends tokens and returns the logits for the next token;
+- ``mark()`` / ``rewind(mark)`` drop what was fed after a point, so the decoder can look
+  down one branch of the answer trie and come back.
+
+It also tokenizes, in the shape :class:`~openhoof_router.prompt.PromptCodec` needs: plain
+text with special tokens *off*, control tokens by name. The constrained decoder
+(:mod:`openhoof_router.decoding`) drives it the same way for llama.cpp, MLX and
 transformers, so the three give the same decisions for the same weights.
 """
 
@@ -11,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Generic, Sequence, TypeVar
+from typing import Any, Generic, Sequence, TypeVar
 
 import numpy as np
 
@@ -19,7 +26,7 @@ State = TypeVar("State")
 
 
 class BackendError(RuntimeError):
-    """A backend could not load its model or adapter."""
+    """A backend could not load its model or adapter, or failed while scoring."""
 
 
 class Backend(ABC):
@@ -29,14 +36,21 @@ class Backend(ABC):
     model_id: str = ""
     adapter_id: str | None = None
     n_ctx: int = 2048
+    bos_id: int = 2
+
+    # -- tokens ---------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text: no BOS, and ``<end_of_turn>`` in the text stays text."""
 
     @abstractmethod
-    def tokenize(self, text: str, *, bos: bool = False) -> list[int]:
-        """Token ids for ``text``; special markers like ``<end_of_turn>`` are parsed."""
+    def control(self, piece: str) -> int:
+        """The id of one control token (``<start_of_turn>``, ``<end_of_turn>``)."""
 
     @abstractmethod
     def detokenize(self, ids: Sequence[int]) -> str: ...
 
+    # -- scoring --------------------------------------------------------------------
     @abstractmethod
     def start(self, prefix: Sequence[int], *, use_cache: bool = True) -> None:
         """Position the model right after ``prefix``.
@@ -49,8 +63,24 @@ class Backend(ABC):
     def feed(self, ids: Sequence[int]) -> np.ndarray:
         """Append ``ids`` and return float32 logits over the vocabulary for the next token."""
 
+    @abstractmethod
+    def mark(self) -> Any:
+        """An opaque marker of the current position."""
+
+    @abstractmethod
+    def rewind(self, mark: Any) -> None:
+        """Forget everything fed after ``mark`` (taken since the last ``start``)."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Free the model's memory."""
+
+
+def control_id(ids: Sequence[int], piece: str) -> int:
+    """The single id a control token tokenizes to, or a clear error (wrong tokenizer)."""
+    if len(ids) != 1:
+        raise BackendError(f"{piece} is not one token in this model's vocabulary ({list(ids)}): "
+                           "the router needs a Gemma 3 / FunctionGemma tokenizer")
+    return int(ids[0])
 
 
 class PrefixCache(Generic[State]):

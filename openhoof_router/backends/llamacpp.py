@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, PrefixCache
+from .base import Backend, BackendError, PrefixCache, control_id
 
 
 def default_threads() -> int:
@@ -67,14 +67,18 @@ class LlamaCppBackend(Backend):
                                + f": {exc}") from exc
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
+        self.bos_id = self.llm.token_bos()
         self.model_id = model_id or model_path.name
         self.adapter_id = adapter_id or (Path(lora_path).name if lora_path else None)
         self._current: tuple[int, ...] | None = None  # prefix whose KV sits in the cache now
         self._states: PrefixCache[bytes] = PrefixCache(prefix_cache_size)
 
     # -- tokens ---------------------------------------------------------------------
-    def tokenize(self, text: str, *, bos: bool = False) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
+    def encode(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def control(self, piece: str) -> int:
+        return control_id(self.llm.tokenize(piece.encode("utf-8"), add_bos=False, special=True), piece)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.llm.detokenize(list(ids), special=True).decode("utf-8", errors="replace")
@@ -110,6 +114,12 @@ class LlamaCppBackend(Backend):
         self._current = key
         if use_cache:
             self._states.put(key, self._save_seq())
+
+    def mark(self) -> int:
+        return self.llm.n_tokens
+
+    def rewind(self, mark: int) -> None:
+        self.llm.n_tokens = mark  # the next eval() drops the KV cells after it
 
     def feed(self, ids: Sequence[int]) -> np.ndarray:
         if self.llm.n_tokens + len(ids) > self.n_ctx:

@@ -1,4 +1,8 @@
-"""Training hyperparameters and results: shared by every trainer backend and the manifest."""
+"""Training hyperparameters and results: the one place their defaults live.
+
+The CLI builds its options from :class:`TrainConfig`'s fields, every trainer backend reads
+it, and the run manifest stores it.
+"""
 
 from __future__ import annotations
 
@@ -11,42 +15,32 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 
 class TrainConfig(BaseModel):
-    """The seed's flags, with its defaults."""
+    """The seed's flags (same names and defaults where the seed had them), and the rest."""
 
-    epochs: float = 3
-    lr: float = 2e-4
-    batch_size: int = 4
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    format: Literal["chat", "instruction"] = "chat"
+    epochs: float = Field(2.0, gt=0, description="Passes over the training data.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (linear warm-up and decay).")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
+    group_size: int = Field(8, ge=1, description="Examples that share one tool list (one prefix pass).")
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     backend: Literal["auto", "cpu", "cuda", "mlx"] = "auto"
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (tests and smoke runs)."""
+    max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (smoke runs).")
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out for calibration.")
     shuffle_tools: bool = True
-    """Present the tool list in a shuffled order per example, so no position is learned."""
-    threads: int | None = None
+    """Present the tool list in a new order per group and epoch, so no position is learned."""
+    threads: int | None = Field(None, ge=1, description="CPU threads (training and evaluation).")
     grad_clip: float = 1.0
     warmup_ratio: float = 0.05
-
-
-class Example(BaseModel):
-    """One rendered training example: tool block + user turn, and the answer the loss is on.
-
-    The tool block and the user turn are kept apart because inference tokenizes them
-    apart (the block is the cached prefix), and the CPU trainer shares one forward pass
-    of the block between the examples of a batch.
-    """
-
-    prefix: str
-    user: str
-    completion: str
-
-    @property
-    def prompt(self) -> str:
-        return self.prefix + self.user
+    start_from: str | None = Field(
+        "general", description="Adapter to continue from: 'general' (the shipped one), a run folder, "
+                               "or 'none' to start from the bare base.")
+    replay: int = Field(240, ge=0, description="General-corpus examples mixed in, so general skill is kept.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="CPU training precision of the frozen base: 'auto' takes bfloat16 where the CPU "
+                            "has bf16 instructions (2x faster here), else float32. LoRA weights stay float32.")
+    max_tokens: int = Field(1536, ge=64, description="Examples longer than this (prompt + answer) are dropped.")
 
 
 class TrainResult(BaseModel):
@@ -55,11 +49,10 @@ class TrainResult(BaseModel):
     backend: str
     adapter_dir: Path
     """PEFT adapter (cpu/cuda) or MLX adapter folder."""
-    merged_dir: Path | None = None
-    """Float safetensors with the LoRA merged, when the trainer produced it."""
     history: list[dict] = Field(default_factory=list)
     """One row per logged step: step, epoch, loss, and val_loss when measured."""
     steps: int = 0
+    examples: int = 0
     duration_s: float = 0.0
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None

@@ -1,38 +1,48 @@
 """LoRA training on CUDA: unsloth ``FastLanguageModel`` + trl ``SFTTrainer``.
 
-trl's ``SFTTrainer`` on prompt/completion pairs computes the loss on the answer only, and
-through its fused LM head projects only the answer positions through the 262k-token
-output head. Without unsloth installed, plain transformers + peft load the model on the
-GPU instead. (The CPU backend lives in :mod:`.cpu_trainer`: on CPU, sharing the tool
-block's forward pass across a batch matters more than anything a GPU trainer does.)
+The examples reach trl already tokenized by the one prompt codec: each row is the tool
+block, the user turn and the answer as ids, with labels masked (-100) everywhere but the
+answer, so trl trains on exactly the tokens the router serves and computes the loss on
+the answer only. Without unsloth installed, plain transformers + peft load the model on
+the GPU instead. ``device="cpu"`` runs the same code path without a GPU (tests).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..base_model import BaseModelRef, float_checkpoint
 from ..paths import Paths
-from .config import TARGET_MODULES, Example, TrainConfig, TrainResult
-from .cpu_trainer import load_float_model
+from ..prompt import PromptCodec
+from .config import TARGET_MODULES, TrainConfig, TrainResult
+from .examples import EncodedGroup, Group, encode_groups
 from .memory import PeakMemory
 
-
-def _dataset(examples: Sequence[Example]):
-    from datasets import Dataset
-
-    return Dataset.from_list([{"prompt": e.prompt, "completion": e.completion} for e in examples])
+IGNORE = -100
 
 
-def _load_unsloth(base: BaseModelRef, paths: Paths | None, cfg: TrainConfig):
+def token_rows(groups: Sequence[EncodedGroup]) -> list[dict[str, list[int]]]:
+    """trl-ready rows: ``input_ids`` = tool block + user turn + answer, ``labels`` = the answer only."""
+    rows = []
+    for group in groups:
+        for user, answer in group.items:
+            prompt = list(group.prefix) + list(user)
+            rows.append({"input_ids": prompt + list(answer), "labels": [IGNORE] * len(prompt) + list(answer)})
+    return rows
+
+
+def _load_unsloth(base: BaseModelRef, paths: Paths | None, cfg: TrainConfig, start_from: Path | None):
     from unsloth import FastLanguageModel  # noqa: I001 - unsloth must patch before trl loads
 
     folder = float_checkpoint(base, paths)
-    model, tokenizer = FastLanguageModel.from_pretrained(str(folder), max_seq_length=1024, load_in_4bit=False,
-                                                         dtype=None)
+    model, tokenizer = FastLanguageModel.from_pretrained(str(folder), max_seq_length=cfg.max_tokens,
+                                                         load_in_4bit=False, dtype=None)
+    if start_from is not None:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(start_from), is_trainable=True), tokenizer
     model = FastLanguageModel.get_peft_model(
         model, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(TARGET_MODULES), bias="none", random_state=cfg.seed,
@@ -41,26 +51,31 @@ def _load_unsloth(base: BaseModelRef, paths: Paths | None, cfg: TrainConfig):
 
 
 def train_cuda(
-    train: Sequence[Example],
-    val: Sequence[Example],
+    train: Sequence[Group],
+    val: Sequence[Group],
     cfg: TrainConfig,
     out_dir: Path,
-    base: BaseModelRef,
+    base: BaseModelRef | None,
     *,
     device: str = "cuda",
     paths: Paths | None = None,
     progress: bool = True,
     model: Any = None,
     tokenizer: Any = None,
+    start_from: Path | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter and save it (PEFT format) to ``out_dir/peft``.
 
     ``model``/``tokenizer`` may be passed in (tests use a tiny Gemma 3 configuration).
     """
     import torch
-    from peft import LoraConfig
+    from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
+
+    from ..hf import HFTokenizer, load_float_model
+    from .cpu_trainer import attach_lora
+    from .loop import show_progress
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -68,19 +83,22 @@ def train_cuda(
     started = time.perf_counter()
     peak = PeakMemory().start()
     use_unsloth = False
-    peft_config = LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(TARGET_MODULES), bias="none", task_type="CAUSAL_LM",
-    )
     if model is None:
         if device == "cuda":
             try:
-                model, tokenizer = _load_unsloth(base, paths, cfg)
-                use_unsloth, peft_config = True, None
+                model, tokenizer = _load_unsloth(base, paths, cfg, start_from)
+                use_unsloth = True
             except ImportError:
                 model, tokenizer = load_float_model(base, paths)
         else:
             model, tokenizer = load_float_model(base, paths)
+    if not use_unsloth:
+        model = attach_lora(model, cfg, start_from)
+    codec = PromptCodec(HFTokenizer(tokenizer))
+    train_rows = token_rows(encode_groups(codec, train, max_tokens=cfg.max_tokens)[0])
+    val_rows = token_rows(encode_groups(codec, val, max_tokens=cfg.max_tokens)[0])
+    if not train_rows:
+        raise ValueError("no training examples left after encoding")
 
     history: list[dict] = []
 
@@ -96,12 +114,10 @@ def train_cuda(
             if len(row) > 2:
                 history.append(row)
 
-    steps_per_epoch = max(1, -(-len(train) // cfg.batch_size))
-    total_steps = cfg.max_steps or int(round(steps_per_epoch * cfg.epochs))
-    eval_every = max(1, total_steps // 6)
+    total_steps = cfg.max_steps or max(1, -(-len(train_rows) // cfg.batch_size))
     args = SFTConfig(
         output_dir=str(out_dir / "trainer_state"),
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=1,  # the groups already hold every epoch (fresh tool orders each)
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size,
@@ -110,52 +126,38 @@ def train_cuda(
         warmup_steps=int(total_steps * cfg.warmup_ratio),
         max_grad_norm=cfg.grad_clip,
         logging_steps=1,
-        eval_strategy="steps" if val else "no",
-        eval_steps=eval_every,
+        eval_strategy="steps" if val_rows else "no",
+        eval_steps=max(1, total_steps // 6),
         save_strategy="no",
         report_to=[],
         seed=cfg.seed,
-        completion_only_loss=True,
-        max_length=2048,
+        max_length=cfg.max_tokens,
         use_cpu=device == "cpu",
         bf16=device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
-        disable_tqdm=not progress,
+        disable_tqdm=not show_progress(progress),
         gradient_checkpointing=False,
     )
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=_dataset(train),
-        eval_dataset=_dataset(val) if val else None,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         processing_class=tokenizer,
-        peft_config=peft_config,
         callbacks=[_History()],
     )
     trainer.train()
-    if val:
-        final = trainer.evaluate()
-        history.append({"step": trainer.state.global_step, "epoch": round(trainer.state.epoch or 0, 4),
-                        "val_loss": float(final["eval_loss"])})
     adapter_dir = out_dir / "peft"
     trainer.model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
     peak.stop()
+    on_gpu = device == "cuda" and torch.cuda.is_available()
     return TrainResult(
         backend=("cuda-unsloth" if use_unsloth else device),
         adapter_dir=adapter_dir,
         history=history,
         steps=trainer.state.global_step,
+        examples=len(train_rows),
         duration_s=time.perf_counter() - started,
         peak_rss_mb=peak.peak_rss_mb,
-        peak_gpu_mb=(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" and torch.cuda.is_available() else None,
+        peak_gpu_mb=(torch.cuda.max_memory_allocated() / 2**20) if on_gpu else None,
     )
-
-
-def default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() and os.environ.get("OPENHOOF_FORCE_CPU") != "1" else "cpu"
-    except ImportError:
-        return "cpu"

@@ -10,19 +10,22 @@ Jaccard similarity (used by the data checks and by teacher synthesis).
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from ..jsonl import read_jsonl
-from ..paths import CURATED_EVAL_FILE, CURATED_TRAIN_FILE, Paths
-from ..prompt import render_answer, render_tool_block, render_user_turn
-from ..records import TrainingRecord
-from ..tools import ToolSpec, builtin_catalog, to_spec
-from .config import Example
+from ..paths import (
+    CURATED_EVAL_FILE,
+    CURATED_EXTRA_FILE,
+    CURATED_TRAIN_FILE,
+    FOLLOWUPS_EVAL_FILE,
+    FOLLOWUPS_TRAIN_FILE,
+    Paths,
+)
+from ..records import NO_TOOL, TrainingRecord
 
 NEAR_DUPLICATE_JACCARD = 0.7
 _WORD = re.compile(r"[a-z0-9]+")
@@ -64,6 +67,14 @@ class NearDuplicateIndex:
             self._by_word.setdefault(w, []).append(len(self._sets) - 1)
 
 
+def record_key(rec: TrainingRecord) -> str:
+    """What makes two examples the same: the normalised message, in its conversation."""
+    key = normalize_text(rec.input.user_message)
+    if rec.input.context:
+        key += " | " + " | ".join(normalize_text(t.user) for t in rec.input.context)
+    return key
+
+
 def load_records(path: Path) -> tuple[list[TrainingRecord], int]:
     """Records of one file and the number of skipped (malformed) lines."""
     result = read_jsonl(path, TrainingRecord)
@@ -76,6 +87,21 @@ def curated_train() -> list[TrainingRecord]:
 
 def curated_eval() -> list[TrainingRecord]:
     return load_records(CURATED_EVAL_FILE)[0]
+
+
+def followups_eval() -> list[TrainingRecord]:
+    return load_records(FOLLOWUPS_EVAL_FILE)[0]
+
+
+def bundled_train() -> list[tuple[str, list[TrainingRecord]]]:
+    """The bundled OpenHoof training data by source: curated single turns and follow-ups."""
+    return [("curated", curated_train() + load_records(CURATED_EXTRA_FILE)[0]),
+            ("followups", load_records(FOLLOWUPS_TRAIN_FILE)[0])]
+
+
+def bundled_held_out() -> list[TrainingRecord]:
+    """The bundled held-out splits (never trained on): single turns, then follow-ups."""
+    return curated_eval() + followups_eval()
 
 
 def live_examples(paths: Paths) -> tuple[list[TrainingRecord], dict[str, int]]:
@@ -120,12 +146,12 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
 
     The held-out evaluation split is never included; messages that appear in it are removed.
     """
-    held_out = {normalize_text(r.input.user_message) for r in curated_eval()}
+    held_out = {record_key(r) for r in bundled_held_out()}
     live, live_stats = live_examples(paths)
     synthetic, skipped = load_records(paths.synthetic_file)
     sources: list[tuple[str, list[TrainingRecord]]] = [("live", live)]  # live corrections win
     if include_curated:
-        sources.append(("curated", curated_train()))
+        sources.extend(bundled_train())
     sources.append(("synthetic", synthetic))
     for path in extra:
         recs, n = load_records(Path(path))
@@ -138,7 +164,7 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
     dropped = Counter()
     for name, recs in sources:
         for rec in recs:
-            key = normalize_text(rec.input.user_message)
+            key = record_key(rec)
             if key in held_out:
                 dropped["held_out"] += 1
                 continue
@@ -148,7 +174,7 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
             seen.add(key)
             train.append(rec)
             per_source[name] += 1
-            for tool in rec.tool_names or ["none"]:
+            for tool in rec.tool_names or [NO_TOOL]:
                 per_tool[tool] += 1
     return Assembled(
         train=train,
@@ -156,52 +182,3 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
                 "dropped": dict(dropped), "live": live_stats},
         skipped_lines=skipped + live_stats.get("skipped_lines", 0),
     )
-
-
-def record_tools(rec: TrainingRecord, catalog: dict[str, ToolSpec] | None = None) -> list[ToolSpec]:
-    """The tool specs a record offered (described from the catalog when known)."""
-    catalog = catalog if catalog is not None else builtin_catalog()
-    explicit = getattr(rec.input, "tool_schemas", None)
-    if explicit:
-        return [to_spec(t) for t in explicit]
-    return [catalog.get(name) or ToolSpec(name=name) for name in rec.input.tools]
-
-
-def to_examples(
-    records: Sequence[TrainingRecord],
-    *,
-    shuffle_tools: bool = True,
-    seed: int = 0,
-    group_size: int = 1,
-    catalog: dict[str, ToolSpec] | None = None,
-) -> list[Example]:
-    """Render records with the one prompt format.
-
-    Records offering the same tools are kept in groups of ``group_size`` that share one
-    (shuffled, if asked) tool order, so a batch can share the tool block's forward pass
-    while the order still varies from batch to batch.
-    """
-    rng = random.Random(seed)
-    by_tools: dict[tuple[str, ...], list[TrainingRecord]] = {}
-    for rec in records:
-        by_tools.setdefault(tuple(rec.input.tools), []).append(rec)
-    out = []
-    for recs in by_tools.values():
-        for start in range(0, len(recs), max(1, group_size)):
-            group = recs[start : start + max(1, group_size)]
-            tools = record_tools(group[0], catalog)
-            if shuffle_tools:
-                tools = tools[:]
-                rng.shuffle(tools)
-            block = render_tool_block(tools)
-            out.extend(Example(prefix=block, user=render_user_turn(r.input.user_message),
-                               completion=render_answer(r.tool_names)) for r in group)
-    return out
-
-
-def split(records: Sequence[TrainingRecord], fraction: float, seed: int = 0) -> tuple[list, list]:
-    """A deterministic validation split for the loss curve (not the held-out evaluation)."""
-    items = list(records)
-    random.Random(seed).shuffle(items)
-    n_val = int(round(len(items) * fraction)) if fraction > 0 else 0
-    return items[n_val:], items[:n_val]

@@ -63,3 +63,37 @@ def plot_confusion(confusion: dict[str, dict[str, int]], out: Path, title: str =
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_tradeoff(items, thresholds: dict[str, float], default: float, out: Path,
+                  title: str = "Thresholds: fallback rate vs accuracy of decisions kept") -> Path | None:
+    """Sweep one global threshold (and scale the fitted per-tool ones) and plot both curves."""
+    from .calibrate import kept
+
+    if not items:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, make in (("one threshold for all", lambda x: ({}, x)),
+                        ("fitted per tool, scaled", lambda x: ({k: min(1.0, v * x * 2) for k, v in thresholds.items()},
+                                                               min(1.0, default * x * 2)))):
+        xs, ys = [], []
+        for step in range(0, 101, 2):
+            per_tool, base = make(step / 100)
+            keep = [it for it in items if kept(it, per_tool, base)]
+            xs.append(1 - len(keep) / len(items))
+            ys.append(sum(it.right for it in keep) / len(keep) if keep else float("nan"))
+        ax.plot(xs, ys, marker=".", label=label)
+    fitted = [it for it in items if kept(it, thresholds, default)]
+    if fitted:
+        ax.plot([1 - len(fitted) / len(items)], [sum(it.right for it in fitted) / len(fitted)], "r*",
+                markersize=14, label="fitted")
+    ax.set_xlabel("fallback rate (turns sent to the reasoner with all tools)")
+    ax.set_ylabel("accuracy of the decisions kept")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

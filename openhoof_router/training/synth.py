@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from ..jsonl import append_jsonl
 from ..paths import Paths
 from ..records import TrainingRecord
-from ..tools import ToolSpec, normalize_tools
+from ..tools import ToolSpec, needs_schemas, normalize_tools
 from .dataset import NearDuplicateIndex, curated_eval, curated_train, load_records
 
 RESPONSE_SCHEMA = {
@@ -117,6 +117,7 @@ def synthesize(teacher: Any, tools: Sequence[Any], count: int, paths: Paths, *, 
 
     specs = normalize_tools(tools)
     names = [t.name for t in specs]
+    schemas = [t.openai_schema() for t in specs] if needs_schemas(specs) else None
     rng = random.Random(seed)
     known = NearDuplicateIndex()
     existing, _ = load_records(paths.synthetic_file)
@@ -147,7 +148,7 @@ def synthesize(teacher: Any, tools: Sequence[Any], count: int, paths: Paths, *, 
                 report.rejected_duplicate += 1
                 continue
             known.add(message)
-            batch.append(TrainingRecord.make(message, names, list(target), "synthetic",
+            batch.append(TrainingRecord.make(message, names, list(target), "synthetic", tool_schemas=schemas,
                                              teacher=getattr(teacher, "model_name", None)))
             if report.added + len(batch) >= count:
                 break

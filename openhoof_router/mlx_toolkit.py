@@ -1,4 +1,8 @@
-"""MLX on Linux: make its CPU build fast by putting Intel MKL's BLAS under it.
+"""The MLX toolkit shared by the MLX backend and the MLX trainer: loading the float
+checkpoint in mlx-lm, adding LoRA factors to it, the output head, and, on Linux, putting
+Intel MKL's BLAS under MLX's CPU build.
+
+MKL on Linux:
 
 The Linux wheel of MLX (``pip install "mlx[cpu]"``) links the reference netlib BLAS it
 bundles; matrix products are then ~10-50x slower than with an optimised BLAS. MKL
@@ -31,7 +35,7 @@ import platform
 import site
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 _REEXEC_FLAG = "OPENHOOF_MKL_REEXEC"
 DEFAULT_THREADING_LAYER = "SEQUENTIAL"
@@ -165,3 +169,113 @@ SLOW_HINT = (
     "import openhoof_router's MLX modules before anything imports mlx, or run with "
     "LD_PRELOAD=<venv>/lib/libmkl_rt.so.3"
 )
+
+
+# -- models -------------------------------------------------------------------------------
+
+class MLXError(RuntimeError):
+    """MLX is missing or cannot load the model."""
+
+
+def import_mlx() -> tuple[Any, Any, Any]:
+    """``(mlx.core, mlx.nn, mlx_lm)``, or an MLXError saying what to install."""
+    preload_mkl()
+    try:
+        import mlx.core as mx
+        import mlx.nn as nn
+        import mlx_lm
+    except ImportError as exc:
+        raise MLXError(
+            "MLX is not usable here (" + str(exc) + "): on Apple Silicon pip install "
+            "'openhoof-router[mac]'; on Linux pip install 'openhoof-router[mlx-linux]' "
+            "(plain 'mlx' on Linux lacks libmlx.so)"
+        ) from exc
+    return mx, nn, mlx_lm
+
+
+def model_overrides(model_dir: Path) -> dict:
+    """Config keys mlx-lm reads under older names (transformers 5 writes ``rope_parameters``)."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict = {}
+    if config.get("model_type") == "gemma3_text":
+        rope = config.get("rope_parameters") or {}
+        full, local = rope.get("full_attention") or {}, rope.get("sliding_attention") or {}
+        if "rope_theta" not in config and "rope_theta" in full:
+            out["rope_theta"] = full["rope_theta"]
+        if "rope_local_base_freq" not in config and "rope_theta" in local:
+            out["rope_local_base_freq"] = local["rope_theta"]
+        if config.get("rope_scaling") is None and full.get("rope_type", "default") != "default":
+            out["rope_scaling"] = full
+        if "sliding_window_pattern" not in config:
+            pattern = config.get("_sliding_window_pattern")
+            types = config.get("layer_types") or []
+            if pattern is None and "full_attention" in types:
+                pattern = types.index("full_attention") + 1
+            if pattern:
+                out["sliding_window_pattern"] = int(pattern)
+    return out
+
+
+def load_model(model_dir: Path) -> tuple[Any, Any]:
+    """mlx-lm model + tokenizer over a float safetensors folder, in float32."""
+    mx, _, mlx_lm = import_mlx()
+    try:
+        model, tokenizer = mlx_lm.load(str(model_dir), model_config=model_overrides(model_dir))
+    except Exception as exc:  # mlx-lm raises ValueError/KeyError/FileNotFoundError
+        raise MLXError(f"mlx-lm could not load {model_dir}: {exc}") from exc
+    # float32 throughout: bfloat16 matmuls are slow on CPU and the checkpoint is float32
+    from mlx.utils import tree_flatten, tree_map
+
+    if any(p.dtype != mx.float32 and mx.issubdtype(p.dtype, mx.floating)
+           for _, p in tree_flatten(model.parameters())):
+        model.update(tree_map(lambda p: p.astype(mx.float32) if mx.issubdtype(p.dtype, mx.floating) else p,
+                              model.parameters()))
+        mx.eval(model.parameters())
+    return model, tokenizer
+
+
+def add_lora(model: Any, adapter: Path) -> int:
+    """Add a LoRA adapter's ``scale * B @ A`` (PEFT or mlx-lm folder) to the model's weights.
+
+    Returns how many weights changed; raises :class:`~openhoof_router.lora.AdapterError`
+    when the adapter does not fit.
+    """
+    import mlx.core as mx
+
+    from .lora import AdapterError, delta, read_lora
+
+    modules = dict(model.named_modules())
+    factors = read_lora(adapter)
+    for name, f in factors.items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            raise AdapterError(f"the adapter changes {name}, which this base does not have")
+        weight = module.weight
+        module.weight = weight + mx.array(delta(f, tuple(weight.shape), name)).astype(weight.dtype)
+    mx.eval(model.parameters())
+    return len(factors)
+
+
+def backbone(model: Any) -> Any:
+    """The decoder without its output head (``model.model`` for mlx-lm's causal LMs)."""
+    inner = getattr(model, "model", None)
+    return inner if inner is not None and hasattr(inner, "embed_tokens") else None
+
+
+def head(model: Any, hidden: Any) -> Any:
+    """The output head over hidden states: tied embeddings or ``lm_head``."""
+    if getattr(model, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
+        logits = model.model.embed_tokens.as_linear(hidden)
+    else:
+        logits = model.lm_head(hidden)
+    cap = getattr(getattr(model, "args", None), "final_logit_softcapping", None)
+    if cap:
+        import mlx.core as mx
+
+        logits = mx.tanh(logits / cap) * cap
+    return logits

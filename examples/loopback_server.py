@@ -1,7 +1,10 @@
 """A local OpenAI-compatible server (llama-cpp-python's) over a GGUF, on loopback.
 
-Used as a stand-in reasoner or teacher when no Qwen3-8B endpoint is at hand (examples,
-tests): ``with serve_gguf(path) as url: ChatOpenAI(base_url=url, ...)``.
+A stand-in reasoner or teacher when no Qwen3-8B endpoint is at hand: the examples'
+``--stand-in`` and the test suite use it (it is not part of the installed package):
+``with serve_gguf(path) as url: ChatOpenAI(base_url=url, ...)``. The default chat format,
+``chatml-function-calling``, honours ``tool_choice``, so a forced tool call really is one.
+Needs ``pip install 'llama-cpp-python[server]'``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_gguf(gguf: str | Path, *, threads: int = 1, n_ctx: int = 2048, chat_format: str = "gemma",
+def serve_gguf(gguf: str | Path, *, threads: int = 1, n_ctx: int = 2048, chat_format: str = "chatml-function-calling",
                timeout_s: float = 120, log_dir: str | Path | None = None) -> Iterator[str]:
     """Run the server until the block ends; yields its ``/v1`` base URL."""
     port = free_port()

@@ -26,6 +26,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,17 +126,29 @@ def _numpy_dtypes() -> dict:
             V.FLOAT32: "<f4", V.BOOL: "?", V.UINT64: "<u8", V.INT64: "<i8", V.FLOAT64: "<f8"}
 
 
-def read_metadata(path: Path) -> dict[str, tuple[Any, Any, Any]]:
-    """The key/value section of a GGUF: ``{key: (value, type, array item type)}``.
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    qtype: Any
+    shape: tuple[int, ...]
+    """numpy order: (rows, columns), the reverse of GGUF's dimension list."""
+    offset: int
+    """Absolute byte offset of the data in the file."""
+    nbytes: int
+
+
+def read_gguf(path: Path) -> tuple[dict[str, tuple[Any, Any, Any]], dict[str, TensorInfo]]:
+    """The key/value section of a GGUF (``{key: (value, type, array item type)}``) and its
+    tensor index.
 
     Parsed here rather than with ``gguf.GGUFReader``, which indexes every element of the
     262k-entry vocabulary arrays (~15 s here); strings stay raw bytes so they copy exactly.
     """
-    from gguf import GGUFValueType as V
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType as V
 
     dtypes = {k: np.dtype(v) for k, v in _numpy_dtypes().items()}
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        magic, version, _, n_kv = struct.unpack_from("<4sIQQ", buf, 0)
+        magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", buf, 0)
         if magic != b"GGUF" or version not in (2, 3):
             raise ExportError(f"{path} is not a little-endian GGUF v2/v3 file")
         pos = 24
@@ -168,7 +181,26 @@ def read_metadata(path: Path) -> dict[str, tuple[Any, Any, Any]]:
                     raise ExportError(f"{path}: nested array {key} is not supported")
                 items = [string() for _ in range(count)] if sub == V.STRING else numbers(sub, count)
                 meta[key] = (items, vtype, sub)
-    return meta
+        infos = []
+        for _ in range(n_tensors):
+            name = string().decode("utf-8")
+            (n_dims,) = struct.unpack_from("<I", buf, pos)
+            dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
+            qtype, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
+            pos += 4 + 8 * n_dims + 12
+            infos.append((name, GGMLQuantizationType(qtype), tuple(reversed(dims)), offset))
+        alignment = int(meta.get("general.alignment", (32,))[0])
+        data_start = -(-pos // alignment) * alignment
+    tensors = {}
+    for name, qtype, shape, offset in infos:
+        block, size = GGML_QUANT_SIZES[qtype]
+        tensors[name] = TensorInfo(name, qtype, shape, data_start + offset, int(np.prod(shape)) // block * size)
+    return meta, tensors
+
+
+def read_metadata(path: Path) -> dict[str, tuple[Any, Any, Any]]:
+    """The key/value section of a GGUF (see :func:`read_gguf`)."""
+    return read_gguf(path)[0]
 
 
 def _copy_template_kv(writer: GGUFWriter, meta: dict[str, tuple[Any, Any, Any]], cfg: Any, skip: set[str]) -> None:
@@ -235,6 +267,29 @@ def _file_type(dtype: str) -> tuple[Any, Any]:
         raise ValueError(f"dtype {dtype!r}: choose one of {sorted(types)}") from None
 
 
+def _write_tensors(writer: GGUFWriter, plan: list[tuple[str, tuple[int, ...], Any, Any]]) -> None:
+    """Header, key/values, tensor index, then each tensor's data from its producer.
+
+    Two passes so only one converted tensor is in memory at a time: sizes first (the
+    header precedes the data), then produce and write each tensor.
+    """
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    for name, shape, ttype, _ in plan:
+        if ttype in (Q.F32, Q.F16):
+            item = np.dtype(np.float32 if ttype == Q.F32 else np.float16)
+            writer.add_tensor_info(name, shape, item, int(np.prod(shape)) * item.itemsize)
+        else:  # quantized tensors are described by their byte shape (uint8 blocks)
+            byte_shape = gguf.quant_shape_to_byte_shape(shape, ttype)
+            writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=ttype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for _, _, _, produce in plan:
+        writer.write_tensor_data(produce())
+
+
 def write_gguf(
     model_or_state_dict: Any,
     config: Any,
@@ -292,25 +347,13 @@ def write_gguf(
         if qtype not in (Q.F32, Q.F16):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-        # Two passes so only one converted tensor is in memory at a time: sizes first
-        # (the header precedes the data), then convert, quantize and write each tensor.
         plan = []
         for gguf_name, hf_name, tensor in tensors:
-            shape = tuple(tensor.shape)
-            ttype = _pick_type(shape, qtype)
-            plan.append((hf_name, tensor, ttype))
-            if ttype in (Q.F32, Q.F16):
-                item = np.dtype(np.float32 if ttype == Q.F32 else np.float16)
-                writer.add_tensor_info(gguf_name, shape, item, int(np.prod(shape)) * item.itemsize)
-            else:  # quantized tensors are described by their byte shape (uint8 blocks)
-                byte_shape = gguf.quant_shape_to_byte_shape(shape, ttype)
-                writer.add_tensor_info(gguf_name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
-                                       raw_dtype=ttype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for hf_name, tensor, ttype in plan:
-            writer.write_tensor_data(gguf.quants.quantize(_to_numpy(hf_name, tensor), ttype))
+            ttype = _pick_type(tuple(tensor.shape), qtype)
+            plan.append((gguf_name, tuple(tensor.shape), ttype,
+                         lambda hf_name=hf_name, tensor=tensor, ttype=ttype:
+                         gguf.quants.quantize(_to_numpy(hf_name, tensor), ttype)))
+        _write_tensors(writer, plan)
         writer.close()
         os.replace(tmp, out_path)  # atomic: a serving router never sees a half-written model
     except BaseException:
@@ -321,38 +364,75 @@ def write_gguf(
 
 
 # -- LoRA ----------------------------------------------------------------------------------
-def merge_peft(base_model: Any, peft_dir: Path) -> Any:
-    """Load the PEFT LoRA adapter in ``peft_dir`` onto ``base_model`` and merge it.
+def merge_lora_gguf(base_gguf: Path, adapter_dir: Path, out_path: Path, *, dtype: str = "q8_0",
+                    name: str | None = None) -> Path:
+    """Write ``base + LoRA`` as one GGUF llama.cpp serves, with numpy alone (no torch).
 
-    The merge writes into ``base_model``'s own weights: pass a copy to keep the base.
+    The matrices the adapter touches are dequantized from the base, get ``scale * B @ A``
+    added, and are written in ``dtype``; every other tensor (embeddings, norms) is copied
+    byte for byte from the base, metadata and tokenizer included. Training ran on the
+    same dequantized weights, so serving sees what was trained. Written atomically.
     """
-    from peft import PeftModel
+    import gguf
+    from gguf import GGMLQuantizationType as Q
 
-    return PeftModel.from_pretrained(base_model, str(peft_dir)).merge_and_unload()
+    base_gguf, out_path = Path(base_gguf), Path(out_path)
+    meta, tensors = read_gguf(base_gguf)
+    arch = meta.get("general.architecture", (b"",))[0].decode()
+    if arch != ARCH:
+        raise ExportError(f"{base_gguf} is a {arch or 'unknown'} model; the router exports {ARCH}")
+    n_layers = int(meta[f"{ARCH}.block_count"][0])
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, n_layers)
+    from .lora import check_fits, delta, read_lora
 
+    deltas: dict[str, Any] = {}
+    for module, factors in read_lora(adapter_dir).items():
+        target = _gguf_name(name_map, module + ".weight")
+        if target not in tensors:
+            raise ExportError(f"the adapter changes {module}, which the base {base_gguf.name} does not have")
+        check_fits(factors, tensors[target].shape, module)
+        deltas[target] = (module, factors)
+    if not deltas:
+        raise ExportError(f"{adapter_dir} changes no weight of the base")
+    qtype, file_type = _file_type(dtype)
 
-def export_router_gguf(
-    peft_dir: Path | None,
-    base_gguf: Path,
-    out_path: Path,
-    dtype: str = "q8_0",
-    *,
-    model: Any = None,
-    base_model: Any = None,
-    name: str | None = None,
-) -> Path:
-    """Merge the adapter in ``peft_dir`` into the base and write the router GGUF.
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(tmp, ARCH)
+    try:
+        with open(base_gguf, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            def raw(info: TensorInfo) -> np.ndarray:
+                data = np.frombuffer(buf, np.uint8, info.nbytes, info.offset)
+                if info.qtype in (Q.F32, Q.F16):
+                    return data.view(np.float32 if info.qtype == Q.F32 else np.float16).reshape(info.shape).copy()
+                return data.reshape(gguf.quant_shape_to_byte_shape(info.shape, info.qtype)).copy()
 
-    The base is loaded (dequantized) from ``base_gguf``, which is also the tokenizer
-    template. To avoid reloading, pass ``base_model`` (an already-loaded, unmerged base;
-    it is merged in place) or ``model`` (already merged; ``peft_dir`` is then unused).
-    """
-    if model is None:
-        if peft_dir is None:
-            raise ValueError("give peft_dir, or an already-merged model")
-        if base_model is None:
-            from ..base_model import load_gguf_as_transformers
+            def merged(info: TensorInfo, ttype: Any) -> np.ndarray:
+                module, factors = deltas[info.name]
+                weight = gguf.quants.dequantize(raw(info), info.qtype).astype(np.float32)
+                weight += delta(factors, info.shape, module)
+                return gguf.quants.quantize(weight, ttype)
 
-            base_model, _ = load_gguf_as_transformers(Path(base_gguf))
-        model = merge_peft(base_model, Path(peft_dir))
-    return write_gguf(model, model.config, Path(base_gguf), Path(out_path), dtype=dtype, name=name)
+            skip = {"general.name"} if name else set()
+            for key, (value, vtype, sub) in meta.items():
+                if key not in _STALE_GENERAL and key not in skip and value != []:
+                    writer.add_key_value(key, value, vtype, sub_type=sub)
+            if name:
+                writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
+            writer.add_file_type(file_type)
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+            plan = []
+            for info in sorted(tensors.values(), key=lambda t: t.offset):
+                if info.name in deltas:
+                    ttype = _pick_type(info.shape, qtype)
+                    plan.append((info.name, info.shape, ttype, lambda info=info, ttype=ttype: merged(info, ttype)))
+                else:
+                    plan.append((info.name, info.shape, info.qtype, lambda info=info: raw(info)))
+            _write_tensors(writer, plan)
+        writer.close()
+        os.replace(tmp, out_path)  # atomic: a serving router never sees a half-written model
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path

