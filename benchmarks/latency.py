@@ -1,10 +1,14 @@
-"""Routing latency and memory: cached tool-block prefix vs re-reading the whole prompt.
+"""Routing latency and memory: cached tool block vs re-reading the whole prompt, and the cost
+of conversation context (0 vs 3 earlier turns).
 
-    python benchmarks/latency.py [--threads 2] [--tools ../shared/openhoof_tools.json] [--model RUN|GGUF|base]
+    python benchmarks/latency.py [--threads 2] [--tools ../shared/openhoof_tools.json] [--model RUN|general|base]
 
 Routes 100 varied messages (the bundled held-out split, then training messages) over the
-tool list, first with the cached prefix, then re-reading the whole prompt each call, in
-one process, and prints p50/p95 of both, their ratio, decisions that differ, and peak RSS.
+tool list in one process: with the cached tool block, then re-reading the whole prompt
+each call, then with three earlier turns of context (cached block); prints p50/p95 of
+each, the speed-up of the cache, decisions that differ between the cached and uncached
+paths, and peak RSS. Default model: what a router would serve (promoted run, else the
+shipped general adapter).
 """
 
 from __future__ import annotations
@@ -15,41 +19,65 @@ import statistics
 import time
 from pathlib import Path
 
+from openhoof_router.backends import resolve_run
 from openhoof_router.engine import RouterEngine
 from openhoof_router.paths import Paths
-from openhoof_router.registry import ModelRegistry
+from openhoof_router.records import PastToolCall, PastTurn
+from openhoof_router.runs import ModelRegistry, RunError, general_run
 from openhoof_router.tools import builtin_tools, load_tools_file
 from openhoof_router.training.dataset import curated_eval, curated_train
 from openhoof_router.training.memory import peak_rss_mb
+from openhoof_router.training.pipeline import engine_for
+
+CONTEXT = [
+    PastTurn(user="check disk space on the prod box", tools=[PastToolCall(name="exec", result="/dev/sda1 42% used")],
+             reply="Prod's root disk is 42% full."),
+    PastTurn(user="save that in my notes", tools=[PastToolCall(name="memory_write", result="appended 1 line")],
+             reply="Saved."),
+    PastTurn(user="thanks! anything in the shared findings about disk alerts?",
+             tools=[PastToolCall(name="shared_search", result="2 entries: disk alert on db-2 (resolved)")],
+             reply="Two entries; the db-2 alert was resolved."),
+]
 
 
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def served_model(arg: str | None):
+    if arg == "base":
+        return None
+    if arg:
+        return resolve_run(arg)
+    try:
+        return ModelRegistry(Paths.resolve()).latest_run()
+    except RunError:
+        return general_run()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tools", type=Path, default=None)
-    ap.add_argument("--model", default=None, help="run folder / GGUF; default: the promoted run if any; 'base' for none")
+    ap.add_argument("--model", default=None, help="run folder, 'general', or 'base'; default: what a router serves")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     tools = load_tools_file(args.tools) if args.tools else builtin_tools()
-    model = None if args.model == "base" else (args.model or ModelRegistry(Paths.resolve()).latest_dir())
+    model = served_model(args.model)
     messages = [r.input.user_message for r in [*curated_eval(), *curated_train()]][: args.n]
     t = time.perf_counter()
-    engine = RouterEngine.load(backend="llama.cpp", model=model, n_threads=args.threads)
+    engine: RouterEngine = engine_for(model, None, args.threads)
     load_s = time.perf_counter() - t
     engine.route("warm up", tools)  # first call fills the prefix cache
     cached = [engine.route(m, tools, use_cache=True) for m in messages]
     naive = [engine.route(m, tools, use_cache=False) for m in messages]
-    c = [d.latency_ms for d in cached]
-    n = [d.latency_ms for d in naive]
+    context = [engine.route(m, tools, context=CONTEXT) for m in messages]
+    c, n, x = ([d.latency_ms for d in ds] for ds in (cached, naive, context))
     result = {
         "device": f"CPU, {args.threads} threads",
-        "model": str(model or "base"),
+        "model": getattr(model, "run_id", None) or "base",
         "tools": len(tools),
         "messages": len(messages),
         "load_s": round(load_s, 2),
@@ -58,9 +86,12 @@ def main() -> None:
         "naive_p50_ms": round(pct(n, 50), 1),
         "naive_p95_ms": round(pct(n, 95), 1),
         "speedup_p50": round(pct(n, 50) / pct(c, 50), 2),
+        "context3_p50_ms": round(pct(x, 50), 1),
+        "context3_p95_ms": round(pct(x, 95), 1),
         "decisions_differ": sum(a.tool_names != b.tool_names for a, b in zip(cached, naive)),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+    engine.close()
     if args.json:
         print(json.dumps(result))
         return

@@ -29,7 +29,7 @@ def main() -> None:
         last = state["messages"][-1]
         print(json.dumps({"question": question, "steps": len(state["messages"]), "reply": last.text[:120]},
                          ensure_ascii=False))
-    print(f"decisions logged to {middleware.router.decision_log.path}")
+    print(f"decisions logged to {middleware.router.service.decision_log.path}")
 
 
 if __name__ == "__main__":

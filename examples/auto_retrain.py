@@ -44,7 +44,7 @@ def main() -> None:
     print(json.dumps({
         "decisions": len(joined.items), "by_status": dict(status), "usable_for_training": usable,
         "skipped_lines": joined.skipped_decisions + joined.skipped_outcomes,
-        "orphan_outcomes": len(joined.orphans), "serving": latest["run_id"] if latest else "base model",
+        "orphan_outcomes": len(joined.orphans), "serving": latest.run_id if latest else "the general adapter",
         "would_train": usable >= args.min_examples,
     }, indent=2))
     print("\ncron line (crontab -e):\n" + cron_line(paths, args.min_examples, args.data_dir))

@@ -40,7 +40,7 @@ def main() -> None:
                           "sent_to_reasoner": info["sent_tools"], "fallback": info["fallback"],
                           "tool_calls": [c["name"] for c in out.tool_calls],
                           "reply": out.text[:120]}, ensure_ascii=False))
-    print(f"decisions logged to {router.decision_log.path}")
+    print(f"decisions logged to {router.service.decision_log.path}")
 
 
 if __name__ == "__main__":

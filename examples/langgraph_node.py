@@ -27,7 +27,7 @@ def main() -> None:
     graph.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
     graph.add_edge("tools", "agent")
     app = graph.compile()
-    handler = OutcomeCallbackHandler(router.outcome_log)  # tool results land in outcomes.jsonl
+    handler = OutcomeCallbackHandler(router.service.outcome_log)  # tool results land in outcomes.jsonl
     for question in args.questions or QUESTIONS:
         state = app.invoke({"messages": [("human", question)]},
                            config={"callbacks": [handler], "recursion_limit": 8})

@@ -44,12 +44,12 @@ def main() -> None:
     router.correct(ids[-1], [], detail="operator: no tool was needed")
     print(f"outcomes recorded by the callback: {handler.recorded} (unmatched tool runs: {handler.unmatched})")
 
-    joined = read_joined(router.paths)
+    joined = read_joined(router.service.paths)
     for item in joined.items[-len(ids):]:
         print(json.dumps({"decision_id": item.decision_id, "message": item.decision.input.user_message,
                           "router": item.decision.tool_names, "status": item.status, "label": item.label,
                           "outcomes": [(o.kind, o.tool) for o in item.outcomes]}, ensure_ascii=False))
-    print(f"logs: {router.decision_log.path} and {router.outcome_log.path}")
+    print(f"logs: {router.service.decision_log.path} and {router.service.outcome_log.path}")
 
 
 if __name__ == "__main__":

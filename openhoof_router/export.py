@@ -26,6 +26,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,6 +268,25 @@ def _file_type(dtype: str) -> tuple[Any, Any]:
         raise ValueError(f"dtype {dtype!r}: choose one of {sorted(types)}") from None
 
 
+@contextmanager
+def _atomic_writer(out_path: Path) -> Iterator[GGUFWriter]:
+    """A GGUF writer on a temp file that replaces ``out_path`` only when complete: a serving
+    router never sees a half-written model, and a failed export leaves nothing behind."""
+    import gguf
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(tmp, ARCH)
+    try:
+        yield writer
+        writer.close()
+        os.replace(tmp, out_path)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_tensors(writer: GGUFWriter, plan: list[tuple[str, tuple[int, ...], Any, Any]]) -> None:
     """Header, key/values, tensor index, then each tensor's data from its producer.
 
@@ -335,10 +355,7 @@ def write_gguf(
     if missing := sorted(needed - names):
         raise ExportError(f"missing tensors: {missing[:5]}{' …' if len(missing) > 5 else ''}")
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(tmp, ARCH)
-    try:
+    with _atomic_writer(out_path) as writer:
         _copy_template_kv(writer, meta, cfg, skip={"general.name"} if name else set())
         if name:
             writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
@@ -346,7 +363,6 @@ def write_gguf(
         writer.add_file_type(file_type)
         if qtype not in (Q.F32, Q.F16):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-
         plan = []
         for gguf_name, hf_name, tensor in tensors:
             ttype = _pick_type(tuple(tensor.shape), qtype)
@@ -354,12 +370,6 @@ def write_gguf(
                          lambda hf_name=hf_name, tensor=tensor, ttype=ttype:
                          gguf.quants.quantize(_to_numpy(hf_name, tensor), ttype)))
         _write_tensors(writer, plan)
-        writer.close()
-        os.replace(tmp, out_path)  # atomic: a serving router never sees a half-written model
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return out_path
 
 
@@ -396,43 +406,34 @@ def merge_lora_gguf(base_gguf: Path, adapter_dir: Path, out_path: Path, *, dtype
         raise ExportError(f"{adapter_dir} changes no weight of the base")
     qtype, file_type = _file_type(dtype)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(tmp, ARCH)
-    try:
-        with open(base_gguf, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            def raw(info: TensorInfo) -> np.ndarray:
-                data = np.frombuffer(buf, np.uint8, info.nbytes, info.offset)
-                if info.qtype in (Q.F32, Q.F16):
-                    return data.view(np.float32 if info.qtype == Q.F32 else np.float16).reshape(info.shape).copy()
-                return data.reshape(gguf.quant_shape_to_byte_shape(info.shape, info.qtype)).copy()
+    with _atomic_writer(out_path) as writer, open(base_gguf, "rb") as fh, \
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        def raw(info: TensorInfo) -> np.ndarray:
+            data = np.frombuffer(buf, np.uint8, info.nbytes, info.offset)
+            if info.qtype in (Q.F32, Q.F16):
+                return data.view(np.float32 if info.qtype == Q.F32 else np.float16).reshape(info.shape).copy()
+            return data.reshape(gguf.quant_shape_to_byte_shape(info.shape, info.qtype)).copy()
 
-            def merged(info: TensorInfo, ttype: Any) -> np.ndarray:
-                module, factors = deltas[info.name]
-                weight = gguf.quants.dequantize(raw(info), info.qtype).astype(np.float32)
-                weight += delta(factors, info.shape, module)
-                return gguf.quants.quantize(weight, ttype)
+        def merged(info: TensorInfo, ttype: Any) -> np.ndarray:
+            module, factors = deltas[info.name]
+            weight = gguf.quants.dequantize(raw(info), info.qtype).astype(np.float32)
+            weight += delta(factors, info.shape, module)
+            return gguf.quants.quantize(weight, ttype)
 
-            skip = {"general.name"} if name else set()
-            for key, (value, vtype, sub) in meta.items():
-                if key not in _STALE_GENERAL and key not in skip and value != []:
-                    writer.add_key_value(key, value, vtype, sub_type=sub)
-            if name:
-                writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
-            writer.add_file_type(file_type)
-            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-            plan = []
-            for info in sorted(tensors.values(), key=lambda t: t.offset):
-                if info.name in deltas:
-                    ttype = _pick_type(info.shape, qtype)
-                    plan.append((info.name, info.shape, ttype, lambda info=info, ttype=ttype: merged(info, ttype)))
-                else:
-                    plan.append((info.name, info.shape, info.qtype, lambda info=info: raw(info)))
-            _write_tensors(writer, plan)
-        writer.close()
-        os.replace(tmp, out_path)  # atomic: a serving router never sees a half-written model
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        skip = {"general.name"} if name else set()
+        for key, (value, vtype, sub) in meta.items():
+            if key not in _STALE_GENERAL and key not in skip and value != []:
+                writer.add_key_value(key, value, vtype, sub_type=sub)
+        if name:
+            writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
+        writer.add_file_type(file_type)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        plan = []
+        for info in sorted(tensors.values(), key=lambda t: t.offset):
+            if info.name in deltas:
+                ttype = _pick_type(info.shape, qtype)
+                plan.append((info.name, info.shape, ttype, lambda info=info, ttype=ttype: merged(info, ttype)))
+            else:
+                plan.append((info.name, info.shape, info.qtype, lambda info=info: raw(info)))
+        _write_tensors(writer, plan)
     return out_path

@@ -136,25 +136,14 @@ class DecisionLog:
                                    context=list(context)[-decision.context_turns:] if decision.context_turns else [],
                                    tool_schemas=schemas, **metadata.model_dump(exclude={"source", "tool"}))
 
-    def record(
-        self,
-        decision: RoutingDecision,
-        message: str,
-        tools: Sequence[ToolSpec],
-        *,
-        mode: str,
-        threshold: float | None = None,
-        context: Sequence[PastTurn] = (),
-        turn_key: str | None = None,
-    ) -> LoggedDecision | None:
-        """Append ``decision``; returns the record written (None when disabled or on failure).
-
-        A failing disk never fails the caller's turn: the error is logged and counted.
-        """
+    def record(self, decision: RoutingDecision, message: str, tools: Sequence[ToolSpec],
+               **line: Any) -> LoggedDecision | None:
+        """Append ``decision`` (``line``: as for :meth:`make_record`); returns the record written
+        (None when disabled or on failure). A failing disk never fails the caller's turn: the
+        error is logged and counted."""
         if not self.enabled:
             return None
-        record = self.make_record(decision, message, tools, mode=mode, threshold=threshold, context=context,
-                                  turn_key=turn_key)
+        record = self.make_record(decision, message, tools, **line)
         try:
             append_jsonl(self.path, record)
         except OSError as exc:

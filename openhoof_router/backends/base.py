@@ -75,6 +75,21 @@ class Backend(ABC):
         """Free the model's memory."""
 
 
+class HFTokensMixin:
+    """Tokenization for backends that keep an :class:`~openhoof_router.hf.HFTokenizer` in ``tokens``."""
+
+    tokens: Any
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokens.encode(text)
+
+    def control(self, piece: str) -> int:
+        return self.tokens.control(piece)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokens.decode(ids)
+
+
 def control_id(ids: Sequence[int], piece: str) -> int:
     """The single id a control token tokenizes to, or a clear error (wrong tokenizer)."""
     if len(ids) != 1:

@@ -27,12 +27,12 @@ import numpy as np
 from .. import mlx_toolkit
 from ..base_model import BaseModelRef, float_checkpoint
 from ..paths import Paths
-from .base import Backend, BackendError, PrefixCache
+from .base import Backend, BackendError, HFTokensMixin, PrefixCache
 
 mlx_toolkit.preload_mkl()  # before anything imports mlx.core
 
 
-class MLXBackend(Backend):
+class MLXBackend(HFTokensMixin, Backend):
     name = "mlx"
 
     def __init__(
@@ -78,16 +78,6 @@ class MLXBackend(Backend):
         self._offset = 0
         self._current: tuple[int, ...] | None = None
         self._states: PrefixCache[list] = PrefixCache(prefix_cache_size)
-
-    # -- tokens ---------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return self.tokens.encode(text)
-
-    def control(self, piece: str) -> int:
-        return self.tokens.control(piece)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tokens.decode(ids)
 
     # -- state ----------------------------------------------------------------------
     def _new_cache(self) -> list:

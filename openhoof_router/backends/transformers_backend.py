@@ -19,7 +19,7 @@ import numpy as np
 from ..base_model import BaseModelRef
 from ..paths import Paths
 from ..lora import AdapterError, delta, read_lora
-from .base import Backend, BackendError, PrefixCache
+from .base import Backend, BackendError, HFTokensMixin, PrefixCache
 
 
 def add_lora(model: Any, adapter: Path) -> int:
@@ -38,7 +38,7 @@ def add_lora(model: Any, adapter: Path) -> int:
     return len(factors)
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(HFTokensMixin, Backend):
     name = "transformers"
 
     def __init__(self, base: BaseModelRef, *, adapter: Path | None = None, n_threads: int | None = None,
@@ -70,15 +70,6 @@ class TransformersBackend(Backend):
         self._states: PrefixCache = PrefixCache(8)
         self._cache = None
         self._length = 0
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokens.encode(text)
-
-    def control(self, piece: str) -> int:
-        return self.tokens.control(piece)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tokens.decode(ids)
 
     def _forward(self, ids: Sequence[int], cache):
         torch = self._torch

@@ -6,7 +6,14 @@ the piece you use (``pip install 'openhoof-router[langchain]'``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from .langgraph import router_node, selected_tools  # noqa: F401
+    from .middleware import ToolRouterMiddleware  # noqa: F401
+    from .reasoner import SERVERS, openai_compatible_reasoner  # noqa: F401
 
 _EXPORTS = {
     "ToolRouterMiddleware": ".middleware",

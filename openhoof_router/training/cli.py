@@ -155,17 +155,14 @@ def main(ctx: click.Context, auto: bool, min_examples: int, home: Path | None, d
 @click.pass_context
 @handle_errors
 def run_cmd(ctx: click.Context, **options: Any) -> None:
-    """Assemble data, train, export, calibrate, evaluate, promote if the gate allows."""
+    """Assemble data, train, export, calibrate, evaluate, promote if the gate allows.
+
+    (``train`` is the same command: a run is always complete, evaluated and gated.)
+    """
     sys.exit(_do_run(ctx.obj, merged_options(ctx, options)))
 
 
-@main.command()
-@run_options
-@click.pass_context
-@handle_errors
-def train(ctx: click.Context, **options: Any) -> None:
-    """Alias of run: training always exports and evaluates, so a run is complete or absent."""
-    sys.exit(_do_run(ctx.obj, merged_options(ctx, options)))
+main.add_command(run_cmd, "train")
 
 
 @main.command()
