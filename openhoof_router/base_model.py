@@ -93,8 +93,11 @@ def embedded_gguf(paths: Paths | None = None) -> BaseModelRef:
     return BaseModelRef(EMBEDDED_NAME, gguf=target, sha256=_verified_sha(target))
 
 
-def resolve_base_model(spec: str | os.PathLike[str] | None = None, paths: Paths | None = None) -> BaseModelRef:
+def resolve_base_model(spec: "str | os.PathLike[str] | BaseModelRef | None" = None,
+                       paths: Paths | None = None) -> BaseModelRef:
     """Resolve ``spec`` (argument, else ``OPENHOOF_BASE_MODEL``, else the embedded default)."""
+    if isinstance(spec, BaseModelRef):
+        return spec
     spec = spec or os.environ.get("OPENHOOF_BASE_MODEL")
     if not spec or str(spec) == "embedded":
         return embedded_gguf(paths)

@@ -133,18 +133,27 @@ def test_cuda_trainer_code_path_on_cpu(tokenizer, tmp_path):
     assert (result.adapter_dir / "adapter_model.safetensors").exists()
 
 
-def test_tiny_run_end_to_end(tiny_gguf, tokenizer, home, tmp_path):
-    from openhoof_router.engine import RouterEngine
+@pytest.fixture(scope="module")
+def tiny_run(tiny_gguf, tokenizer, tmp_path_factory):
+    """One whole hoof-train run on the tiny model: (paths, manifest, held-out file)."""
     from openhoof_router.training.pipeline import run
 
-    paths = Paths.resolve()
+    root = tmp_path_factory.mktemp("tiny-home")
+    paths = Paths.resolve(home=root)
     cfg = TrainConfig(max_steps=12, batch_size=4, group_size=4, lr=3e-3, threads=2, val_fraction=0.25,
                       start_from="none", replay=8)
     data = Assembled(train=curated_train()[:32])
-    eval_file = tmp_path / "held_out.jsonl"
+    eval_file = root / "held_out.jsonl"
     eval_file.write_text("".join(r.model_dump_json() + "\n" for r in curated_eval()[:12]))
     manifest = run(paths, cfg, base_model=tiny_gguf, eval_file=eval_file, progress=False,
                    model_override=(tiny_model(), tokenizer), data=data, general_limit=10)
+    return paths, manifest, eval_file
+
+
+def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
+    from openhoof_router.engine import RouterEngine
+
+    paths, manifest, _ = tiny_run
     run_dir = paths.runs_dir / manifest.run_id
     history = json.loads((run_dir / "history.json").read_text())
     losses = [r["loss"] for r in history]
@@ -162,6 +171,30 @@ def test_tiny_run_end_to_end(tiny_gguf, tokenizer, home, tmp_path):
     decision = engine.route("check disk space", ["exec", "notify"])
     assert decision.valid and decision.adapter == manifest.run_id
     engine.close()
+
+
+def test_calibrate_writes_thresholds_that_routers_use(tiny_run, tiny_gguf):
+    from openhoof_router.service import RouterService
+    from openhoof_router.training.calibrate_run import calibrate_run
+
+    paths, manifest, eval_file = tiny_run
+    run_dir = paths.runs_dir / manifest.run_id
+    result = calibrate_run(paths, run_dir, eval_file, target=0.9, threads=2, progress=False, base_model=tiny_gguf,
+                           plot=run_dir / "thresholds.png")
+    assert result["n"] == 12 and (run_dir / "thresholds.png").exists()
+    rates = [row["fallback_rate"] for row in result["tradeoff"]]
+    assert rates == sorted(rates) and rates[0] <= rates[-1]  # higher thresholds: more fallbacks
+    decoding = ServedRun.open(run_dir).manifest.decoding
+    assert decoding.continue_threshold == result["continue_threshold"]
+    assert decoding.tool_thresholds == result["tool_thresholds"]
+    service = RouterService(model=run_dir, base_model=tiny_gguf, paths=paths, log_decisions=False, n_threads=2)
+    try:
+        assert service.engine.continue_threshold == decoding.continue_threshold
+        assert service.policy.per_tool == decoding.tool_thresholds
+        explicit = RouterService(engine=service.engine, paths=paths, log_decisions=False, tool_thresholds={"exec": 0.7})
+        assert explicit.policy.per_tool == {"exec": 0.7}
+    finally:
+        service.close()
 
 
 def test_the_gate_decides_on_paired_differences():

@@ -106,7 +106,7 @@ def load_backend(
 ) -> Backend:
     """Load the chosen backend over ``base_model`` with an optional trained ``model``."""
     kind = pick_backend(backend)
-    base = base_model if isinstance(base_model, BaseModelRef) else resolve_base_model(base_model, paths)
+    base = resolve_base_model(base_model, paths)
     target = resolve_run(model)
     run = target if isinstance(target, ServedRun) else None
     if run is not None:

@@ -35,11 +35,11 @@ def feedback_items(paths: Paths) -> list[EvalItem]:
 
 def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *, target: float = 0.9,
                   threads: int | None = None, progress: bool = True, write: bool = True,
-                  plot: Path | None = None) -> dict[str, Any]:
+                  plot: Path | None = None, base_model: Any = None) -> dict[str, Any]:
     run = ServedRun.open(run_dir) if run_dir else ModelRegistry(paths).latest_run()
     items = load_eval_items(data_file)[0] if data_file else held_out_items()
     items += feedback_items(paths)
-    engine = engine_for(run, resolve_base_model(None, paths), threads, paths)
+    engine = engine_for(run, resolve_base_model(base_model, paths), threads, paths)
     try:
         decisions = continue_decisions(engine, items, progress=progress)
         fit = fit_continue_threshold(engine, items, decisions=decisions)

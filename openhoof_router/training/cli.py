@@ -286,17 +286,19 @@ def eval(paths: Paths, data_file: Path | None, model: str | None, base_model: st
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the fallback-rate / kept-accuracy trade-off as a PNG.")
 @click.option("--threads", type=int, default=None)
+@click.option("--base-model", default=None, envvar="OPENHOOF_BASE_MODEL")
 @click.option("--dry-run", is_flag=True, help="Show the fit; leave the manifest as it is.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_obj
 @handle_errors
 def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target: float, plot: Path | None,
-              threads: int | None, dry_run: bool, no_progress: bool) -> None:
-    """Fit the run's continue threshold and per-tool thresholds; write them into its manifest."""
+              threads: int | None, base_model: str | None, dry_run: bool, no_progress: bool) -> None:
+    """Fit the run's continue threshold and per-tool thresholds on the held-out split and the
+    confirmed / corrected decisions of the outcome log; write them into its manifest."""
     from .calibrate_run import calibrate_run
 
     result = calibrate_run(paths, run_dir, data_file, target=target, threads=threads, progress=not no_progress,
-                           write=not dry_run, plot=plot)
+                           write=not dry_run, plot=plot, base_model=base_model)
     table = Table("threshold scale", "fallback rate", "accuracy of decisions kept", "overall accuracy",
                   title=f"run {result['run_id']}: thresholds fitted on {result['n']} decisions")
     for row in result["tradeoff"]:

@@ -185,7 +185,7 @@ def run(
     cfg = cfg or TrainConfig()
     console = console or Console(stderr=True)
     registry = ModelRegistry(paths)
-    base = base_model if isinstance(base_model, BaseModelRef) else resolve_base_model(base_model, paths)
+    base = resolve_base_model(base_model, paths)
     peak = PeakMemory().start()
     t0 = time.perf_counter()
     durations: dict[str, float] = {}
