@@ -1,10 +1,15 @@
-"""Export a trained router as one llama.cpp-loadable GGUF (Gemma 3 text, arch ``gemma3``).
+"""Writing routers as llama.cpp-loadable GGUFs (Gemma 3 text, arch ``gemma3``), two ways:
 
-The LoRA adapter is merged into the float weights in transformers and the whole model is
-written with the ``gguf`` package: no adapter converter (Gemma-3 LoRA conversion has
-failed upstream before), and llama.cpp serves the very weights transformers evaluated.
+- :func:`merge_lora_gguf`: base GGUF + a LoRA adapter (PEFT or MLX), merged with numpy:
+  the adapted matrices are dequantized, get ``scale * B @ A`` and are written in q8_0; the
+  rest is copied byte for byte. What runs, ``hoof-train export`` and serving use.
+- :func:`write_gguf`: a whole transformers model (a tiny random config in tests, any
+  full fine-tune).
 
-Tensor transforms, mirrored from llama.cpp's ``convert_hf_to_gguf.py`` (``Gemma3Model``)
+Neither goes through llama.cpp's LoRA converter (Gemma-3 LoRA conversion has failed
+upstream before), and a test checks llama.cpp picks the next token transformers + PEFT do.
+
+Tensor transforms of :func:`write_gguf`, mirrored from llama.cpp's ``convert_hf_to_gguf.py`` (``Gemma3Model``)
 and undone by transformers' GGUF loader (``Gemma2TensorProcessor``, used for gemma3):
 
 * every RMSNorm weight (``*norm.weight``: input/post-attention/pre-/post-feedforward
@@ -23,15 +28,13 @@ from __future__ import annotations
 
 import logging
 import mmap
-import os
-import struct
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .gguf_file import ARCH, ExportError, TensorInfo, atomic_writer, read_gguf, read_metadata, write_tensors
 
 if TYPE_CHECKING:  # heavy imports stay lazy: the router process never needs torch
     import torch
@@ -39,16 +42,11 @@ if TYPE_CHECKING:  # heavy imports stay lazy: the router process never needs tor
 
 log = logging.getLogger(__name__)
 
-ARCH = "gemma3"
 SWA_PERIOD = 6  # llama.cpp hard-codes Gemma 3's 5-local:1-global layer pattern
 LLAMA_CPP_SWA_ROPE_BASE = 10000.0  # and the local layers' rope base (older builds ignore the key)
 # Template keys that describe the template file itself, not the model being written.
 _STALE_GENERAL = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment"}
 _SIZE_GENERAL = {"general.size_label"}  # wrong once the shape differs from the template
-
-
-class ExportError(RuntimeError):
-    """The model cannot be written as a GGUF llama.cpp would run the same way."""
 
 
 # -- config --------------------------------------------------------------------------------
@@ -119,91 +117,6 @@ def _add_hparams(writer: GGUFWriter, cfg: Any) -> None:
         writer.add_rope_scaling_factor(full["factor"])
 
 
-# -- template metadata ---------------------------------------------------------------------
-def _numpy_dtypes() -> dict:
-    from gguf import GGUFValueType as V
-
-    return {V.UINT8: "<u1", V.INT8: "<i1", V.UINT16: "<u2", V.INT16: "<i2", V.UINT32: "<u4", V.INT32: "<i4",
-            V.FLOAT32: "<f4", V.BOOL: "?", V.UINT64: "<u8", V.INT64: "<i8", V.FLOAT64: "<f8"}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    qtype: Any
-    shape: tuple[int, ...]
-    """numpy order: (rows, columns), the reverse of GGUF's dimension list."""
-    offset: int
-    """Absolute byte offset of the data in the file."""
-    nbytes: int
-
-
-def read_gguf(path: Path) -> tuple[dict[str, tuple[Any, Any, Any]], dict[str, TensorInfo]]:
-    """The key/value section of a GGUF (``{key: (value, type, array item type)}``) and its
-    tensor index.
-
-    Parsed here rather than with ``gguf.GGUFReader``, which indexes every element of the
-    262k-entry vocabulary arrays (~15 s here); strings stay raw bytes so they copy exactly.
-    """
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType as V
-
-    dtypes = {k: np.dtype(v) for k, v in _numpy_dtypes().items()}
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", buf, 0)
-        if magic != b"GGUF" or version not in (2, 3):
-            raise ExportError(f"{path} is not a little-endian GGUF v2/v3 file")
-        pos = 24
-
-        def string() -> bytes:
-            nonlocal pos
-            (size,) = struct.unpack_from("<Q", buf, pos)
-            pos += 8 + size
-            return bytes(buf[pos - size:pos])
-
-        def numbers(vtype: V, count: int) -> list:
-            nonlocal pos
-            items = np.frombuffer(buf, dtypes[vtype], count, pos).tolist()  # copies: the map can close
-            pos += dtypes[vtype].itemsize * count
-            return items
-
-        meta = {}
-        for _ in range(n_kv):
-            key = string().decode("utf-8")
-            vtype = V(struct.unpack_from("<I", buf, pos)[0])
-            pos += 4
-            if vtype == V.STRING:
-                meta[key] = (string(), vtype, None)
-            elif vtype != V.ARRAY:
-                meta[key] = (numbers(vtype, 1)[0], vtype, None)
-            else:
-                sub, count = struct.unpack_from("<IQ", buf, pos)
-                pos, sub = pos + 12, V(sub)
-                if sub == V.ARRAY:
-                    raise ExportError(f"{path}: nested array {key} is not supported")
-                items = [string() for _ in range(count)] if sub == V.STRING else numbers(sub, count)
-                meta[key] = (items, vtype, sub)
-        infos = []
-        for _ in range(n_tensors):
-            name = string().decode("utf-8")
-            (n_dims,) = struct.unpack_from("<I", buf, pos)
-            dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
-            qtype, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
-            pos += 4 + 8 * n_dims + 12
-            infos.append((name, GGMLQuantizationType(qtype), tuple(reversed(dims)), offset))
-        alignment = int(meta.get("general.alignment", (32,))[0])
-        data_start = -(-pos // alignment) * alignment
-    tensors = {}
-    for name, qtype, shape, offset in infos:
-        block, size = GGML_QUANT_SIZES[qtype]
-        tensors[name] = TensorInfo(name, qtype, shape, data_start + offset, int(np.prod(shape)) // block * size)
-    return meta, tensors
-
-
-def read_metadata(path: Path) -> dict[str, tuple[Any, Any, Any]]:
-    """The key/value section of a GGUF (see :func:`read_gguf`)."""
-    return read_gguf(path)[0]
-
-
 def _copy_template_kv(writer: GGUFWriter, meta: dict[str, tuple[Any, Any, Any]], cfg: Any, skip: set[str]) -> None:
     arch = meta.get("general.architecture", (b"",))[0].decode()
     shape = tuple(meta.get(f"{arch}.{k}", (None,))[0] for k in ("block_count", "embedding_length"))
@@ -268,48 +181,6 @@ def _file_type(dtype: str) -> tuple[Any, Any]:
         raise ValueError(f"dtype {dtype!r}: choose one of {sorted(types)}") from None
 
 
-@contextmanager
-def _atomic_writer(out_path: Path) -> Iterator[GGUFWriter]:
-    """A GGUF writer on a temp file that replaces ``out_path`` only when complete: a serving
-    router never sees a half-written model, and a failed export leaves nothing behind."""
-    import gguf
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(tmp, ARCH)
-    try:
-        yield writer
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_tensors(writer: GGUFWriter, plan: list[tuple[str, tuple[int, ...], Any, Any]]) -> None:
-    """Header, key/values, tensor index, then each tensor's data from its producer.
-
-    Two passes so only one converted tensor is in memory at a time: sizes first (the
-    header precedes the data), then produce and write each tensor.
-    """
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-
-    for name, shape, ttype, _ in plan:
-        if ttype in (Q.F32, Q.F16):
-            item = np.dtype(np.float32 if ttype == Q.F32 else np.float16)
-            writer.add_tensor_info(name, shape, item, int(np.prod(shape)) * item.itemsize)
-        else:  # quantized tensors are described by their byte shape (uint8 blocks)
-            byte_shape = gguf.quant_shape_to_byte_shape(shape, ttype)
-            writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=ttype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for _, _, _, produce in plan:
-        writer.write_tensor_data(produce())
-
-
 def write_gguf(
     model_or_state_dict: Any,
     config: Any,
@@ -355,7 +226,7 @@ def write_gguf(
     if missing := sorted(needed - names):
         raise ExportError(f"missing tensors: {missing[:5]}{' …' if len(missing) > 5 else ''}")
 
-    with _atomic_writer(out_path) as writer:
+    with atomic_writer(out_path) as writer:
         _copy_template_kv(writer, meta, cfg, skip={"general.name"} if name else set())
         if name:
             writer.add_key_value("general.name", name, gguf.GGUFValueType.STRING)
@@ -369,7 +240,7 @@ def write_gguf(
             plan.append((gguf_name, tuple(tensor.shape), ttype,
                          lambda hf_name=hf_name, tensor=tensor, ttype=ttype:
                          gguf.quants.quantize(_to_numpy(hf_name, tensor), ttype)))
-        _write_tensors(writer, plan)
+        write_tensors(writer, plan)
     return out_path
 
 
@@ -406,7 +277,7 @@ def merge_lora_gguf(base_gguf: Path, adapter_dir: Path, out_path: Path, *, dtype
         raise ExportError(f"{adapter_dir} changes no weight of the base")
     qtype, file_type = _file_type(dtype)
 
-    with _atomic_writer(out_path) as writer, open(base_gguf, "rb") as fh, \
+    with atomic_writer(out_path) as writer, open(base_gguf, "rb") as fh, \
             mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         def raw(info: TensorInfo) -> np.ndarray:
             data = np.frombuffer(buf, np.uint8, info.nbytes, info.offset)
@@ -435,5 +306,5 @@ def merge_lora_gguf(base_gguf: Path, adapter_dir: Path, out_path: Path, *, dtype
                 plan.append((info.name, info.shape, ttype, lambda info=info, ttype=ttype: merged(info, ttype)))
             else:
                 plan.append((info.name, info.shape, info.qtype, lambda info=info: raw(info)))
-        _write_tensors(writer, plan)
+        write_tensors(writer, plan)
     return out_path

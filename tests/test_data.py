@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from openhoof_router.jsonl import append_jsonl, read_jsonl
 from openhoof_router.paths import (
     CURATED_EVAL_FILE,
@@ -130,3 +132,24 @@ def test_records_share_tool_lists_in_groups():
     assert len(orders) == 3  # each group its own shuffled order of the same tools
     assert sorted(s.message for g in groups for s in g.samples) == sorted(r.input.user_message for r in recs)
     assert records_to_groups(recs, group_size=4, seed=1)[0].tools == groups[0].tools  # seeded
+
+
+def test_general_corpus_is_the_same_in_every_process():
+    """Built twice, in processes with different string-hash seeds: the same groups, bit for bit."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import SHARED
+
+    corpus = SHARED / "corpora" / "seal_tools"
+    if not corpus.is_dir():
+        pytest.skip("../shared/corpora not beside the checkout")
+    code = ("import hashlib, json, sys; from pathlib import Path; "
+            "from openhoof_router.training.general import load_seal, general_groups; "
+            "from openhoof_router.training.samples import gate_records, group_to_row; "
+            "c = load_seal(Path(sys.argv[1])); g = general_groups(c, seal_groups_n=200, openhoof_passes=1, seed=3); "
+            "print(hashlib.sha256(json.dumps([[group_to_row(x) for x in g], gate_records(c)]).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code, str(corpus)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(digests) == 1

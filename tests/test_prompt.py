@@ -7,11 +7,11 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
+from openhoof_router.answer_text import parse_answer
 from openhoof_router.prompt import (
     END,
     answer_order,
     clean_text,
-    parse_answer,
     render_answer,
     render_prompt,
     render_tool_block,

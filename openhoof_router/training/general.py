@@ -8,9 +8,8 @@ Sources (see ``data/NOTICE.md`` for attribution):
   - generic messages that need no tool.
 
 Seal-Tools requests are split once, by a hash of their id, into training requests and
-held-out requests. The held-out ones build the fixed *general gate sample* (routing
-records in BFCL's shape, shipped as ``data/general_gate.jsonl``) and a calibration set;
-training requests build tool-list variants (:func:`seal_groups`):
+held-out requests. The held-out ones build the fixed samples shipped with the package
+(:mod:`.samples`); training requests build tool-list variants (:func:`seal_groups`):
 
   - the tools a request needs among distractors from the same field and from others,
     lists of 1 to 20 tools, in shuffled order;
@@ -30,7 +29,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
 from ..paths import FOLLOWUPS_TRAIN_FILE, PACKAGE_DATA
 from ..records import PastToolCall, PastTurn, TrainingRecord
@@ -39,9 +38,6 @@ from .examples import Group, Sample, records_to_groups
 
 SEAL_ATTRIBUTION = "Seal-Tools (github.com/fairyshine/Seal-Tools, Apache-2.0)"
 HELD_OUT_FRACTION = 0.2
-GATE_FILE = PACKAGE_DATA / "general_gate.jsonl"
-CALIBRATION_FILE = PACKAGE_DATA / "general_calibration.jsonl"
-REPLAY_FILE = PACKAGE_DATA / "general_replay.jsonl"
 NO_TOOL_FILE = PACKAGE_DATA / "general_no_tool.jsonl"
 MAX_TOOLS = 20
 RESULTS = ("done", "ok", '{"status": "ok"}', "success", "completed", "1 result", "saved")
@@ -158,7 +154,7 @@ def load_extras() -> Extras:
     return Extras(no_tool, acks)
 
 
-def _distractors(corpus: SealCorpus, rng: random.Random, exclude: set[str], anchor_fields: list[str],
+def distractors(corpus: SealCorpus, rng: random.Random, exclude: set[str], anchor_fields: list[str],
                  count: int) -> list[str]:
     out: list[str] = []
     tries = 0
@@ -209,7 +205,7 @@ def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups
             n_extra = rng.choice([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15])
         n_extra = min(n_extra, MAX_TOOLS - len(offered))
         fields = [corpus.field_of[n] for n in needed]
-        offered += _distractors(corpus, rng, set(needed), fields, n_extra)
+        offered += distractors(corpus, rng, set(needed), fields, n_extra)
         rng.shuffle(offered)
         offered_set = set(offered)
         samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in anchors]
@@ -260,8 +256,8 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
                     for turn in s.context:
                         needed.update(c.name for c in turn.tools if c.name in builtin)
                 others = [n for n in builtin if n not in needed]
-                keep = list(needed) + rng.sample(others, rng.randint(0, len(others)))
-                foreign = _distractors(corpus, rng, set(), [], rng.randint(0, 6))
+                keep = sorted(needed) + rng.sample(others, rng.randint(0, len(others)))  # sorted: sets iterate in hash order
+                foreign = distractors(corpus, rng, set(), [], rng.randint(0, 6))
                 tools = [builtin[n] for n in keep] + [corpus.tools[n] for n in foreign]
                 rng.shuffle(tools)
                 g = Group(tools, [Sample(s.message, [n for n in s.answer if n in keep], s.context)
@@ -279,98 +275,3 @@ def general_groups(corpus: SealCorpus, *, seal_groups_n: int, openhoof_passes: i
     groups += openhoof_groups(openhoof_records(), corpus, rng, openhoof_passes, group_size)
     rng.shuffle(groups)
     return groups
-
-
-# -- fixed samples shipped with the package ------------------------------------------------
-
-def routing_record(rid: str, message: str, tools: Sequence[ToolSpec], expected: Iterable[str],
-                   source: str) -> dict[str, Any]:
-    """A record in the BFCL-derived shape ``evaluate.load_eval_items`` reads."""
-    return {"id": rid, "messages": [{"role": "user", "content": message}],
-            "tools": [t.openai_schema() for t in tools], "expected_tools": sorted(set(expected)),
-            "source": source}
-
-
-def gate_records(corpus: SealCorpus, seed: int = 0, per_kind: int = 50) -> tuple[list[dict], list[dict]]:
-    """(gate sample, calibration set) from held-out requests, in four BFCL-like kinds:
-    one tool among same-field distractors, all tools of a multi-tool request, one lone tool,
-    and unrelated tools only (``none``)."""
-    rng = random.Random(seed)
-    singles = [q for q in corpus.held if len(q["expected_tools"]) == 1]
-    multis = [q for q in corpus.held if len(q["expected_tools"]) > 1]
-    rng.shuffle(singles)
-    rng.shuffle(multis)
-    half = len(singles) // 2
-    out: list[dict] = []
-
-    def spec(name: str) -> ToolSpec:
-        return corpus.tools[name]
-
-    def add(kind: str, q: dict, offered: list[str], expected: list[str], sink: list[dict]) -> None:
-        rng.shuffle(offered)
-        sink.append(routing_record(f"{kind}-{q['id']}", q["query"], [spec(n) for n in offered], expected,
-                                   f"seal_tools:{kind}"))
-
-    def one_of_several(q: dict, sink: list[dict]) -> None:
-        gold = q["expected_tools"]
-        add("multiple", q, gold + _distractors(corpus, rng, set(gold), [corpus.field_of[gold[0]]],
-                                               rng.randint(1, 4)), gold, sink)
-
-    def all_of(q: dict, sink: list[dict]) -> None:
-        gold = q["expected_tools"]
-        add("parallel", q, gold + _distractors(corpus, rng, set(gold), [], rng.randint(0, 2)), gold, sink)
-
-    def unrelated(q: dict, sink: list[dict]) -> None:
-        gold = set(q["expected_tools"])
-        fields = [corpus.field_of[n] for n in gold]
-        add("irrelevance", q, _distractors(corpus, rng, gold, fields, rng.randint(1, 3)), [], sink)
-
-    for q in singles[:half][:per_kind]:
-        one_of_several(q, out)
-    for q in singles[half:][:per_kind]:
-        add("simple", q, list(q["expected_tools"]), q["expected_tools"], out)
-    for q in multis[:per_kind]:
-        all_of(q, out)
-    for q in multis[per_kind:2 * per_kind]:
-        unrelated(q, out)
-    calibration: list[dict] = []
-    for i, q in enumerate(multis[2 * per_kind:]):
-        (all_of, unrelated, one_of_several)[i % 3](q if i % 3 != 2 else
-                                                   {**q, "expected_tools": [q["expected_tools"][0]]}, calibration)
-    return out, calibration
-
-
-def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
-    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in rows]
-    path.write_text("".join(lines), encoding="utf-8")
-    return len(lines)
-
-
-def group_to_row(group: Group) -> dict[str, Any]:
-    """A group as one JSON line (the replay file's format)."""
-    return {"tools": [t.openai_schema() for t in group.tools], "level": group.level, "source": group.source,
-            "samples": [{"message": s.message, "answer": s.answer,
-                         **({"context": [t.model_dump() for t in s.context]} if s.context else {})}
-                        for s in group.samples]}
-
-
-def row_to_group(row: dict[str, Any]) -> Group:
-    return Group([to_spec(t) for t in row["tools"]],
-                 [Sample(s["message"], list(s["answer"]), [PastTurn.model_validate(t) for t in s.get("context", [])])
-                  for s in row["samples"]], level=row.get("level", 0), source=row.get("source", "replay"))
-
-
-def replay_groups(n_examples: int, seed: int = 0) -> list[Group]:
-    """About ``n_examples`` requests from the shipped replay sample of the general corpus."""
-    if n_examples <= 0 or not REPLAY_FILE.exists():
-        return []
-    rows = [json.loads(line) for line in REPLAY_FILE.read_text().splitlines() if line.strip()]
-    random.Random(seed).shuffle(rows)
-    out, count = [], 0
-    for row in rows:
-        if count >= n_examples:
-            break
-        group = row_to_group(row)
-        out.append(group)
-        count += len(group.samples)
-    return out

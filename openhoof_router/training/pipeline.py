@@ -33,7 +33,7 @@ from .dataset import Assembled, assemble, bundled_held_out
 from .evaluate import EvalItem, EvalReport, evaluate, load_eval_items, summary_row, to_item
 from .examples import Group, records_to_groups, split_records
 from .gate import compare, decide
-from .general import CALIBRATION_FILE, GATE_FILE, replay_groups
+from .samples import CALIBRATION_FILE, GATE_FILE, replay_groups
 from .memory import PeakMemory
 
 GGUF_NAME = "router-q8_0.gguf"

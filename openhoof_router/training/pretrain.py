@@ -28,19 +28,8 @@ from ..runs import GENERAL_DIR, BaseModelInfo, Decoding, ModelRegistry, RunFiles
 from .calibrate import fit_continue_threshold
 from .config import TrainConfig
 from .evaluate import evaluate, summary_row
-from .general import (
-    CALIBRATION_FILE,
-    GATE_FILE,
-    REPLAY_FILE,
-    SEAL_ATTRIBUTION,
-    gate_records,
-    general_groups,
-    group_to_row,
-    load_extras,
-    load_seal,
-    seal_groups,
-    write_jsonl,
-)
+from .general import SEAL_ATTRIBUTION, general_groups, load_extras, load_seal, seal_groups
+from .samples import CALIBRATION_FILE, GATE_FILE, REPLAY_FILE, gate_records, group_to_row, write_jsonl
 from .memory import PeakMemory
 from .pipeline import GGUF_NAME, engine_for, general_items, held_out_items, train_with
 
