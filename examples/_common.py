@@ -79,17 +79,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("questions", nargs="*", help="messages to send (default: a few samples)")
     p.add_argument("--stand-in", action="store_true",
                    help="serve the embedded 270M base as the reasoner on loopback (no Qwen needed)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="router confidence threshold (default 0.5; 0 with --stand-in, whose untrained "
-                        "router is never confident)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="router confidence threshold (default 0.5; 1.01 forces the fallback to all tools)")
     p.add_argument("--data-dir", default=None, help="where the logs go (default: OPENHOOF_DATA_DIR / ~/.openhoof)")
     return p
 
 
 def threshold(args: argparse.Namespace) -> float:
-    if args.threshold is not None:
-        return args.threshold
-    return 0.0 if args.stand_in else 0.5
+    return args.threshold
 
 
 def stand_in_server() -> str:

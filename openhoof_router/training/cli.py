@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ..cli_common import NOT_PROMOTED, common_options, handle_errors
 from ..paths import Paths
-from .config import TrainConfig
+from .config import OPENHOOF_PASSES, SEAL_GROUPS, TrainConfig
 
 log = Console(stderr=True)
 out = Console()
@@ -365,8 +365,8 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @main.command()
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="The Seal-Tools corpus folder (tools.jsonl, queries.jsonl), e.g. ../shared/corpora/seal_tools.")
-@click.option("--seal-groups", type=int, default=4000, show_default=True, help="Tool lists built from the corpus.")
-@click.option("--openhoof-passes", type=int, default=3, show_default=True, help="Passes over the OpenHoof data.")
+@click.option("--seal-groups", type=int, default=SEAL_GROUPS, show_default=True, help="Tool lists built from the corpus.")
+@click.option("--openhoof-passes", type=int, default=OPENHOOF_PASSES, show_default=True, help="Passes over the OpenHoof data.")
 @click.option("--data-seed", type=int, default=1, show_default=True)
 @click.option("--ship", is_flag=True, help="Copy the result into the package's data folder (maintainers).")
 @run_options
@@ -374,7 +374,12 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @handle_errors
 def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes: int, data_seed: int, ship: bool,
              **options: Any) -> None:
-    """Rebuild the general adapter from the public corpus (GPU when visible, else CPU)."""
+    """Rebuild the general adapter from the public corpus (GPU when visible, else CPU).
+
+    With the defaults it rebuilds the adapter shipped in the package. The training options'
+    defaults here are the general adapter's (--epochs 1, --start-from none, --replay 0,
+    --val-fraction 0), not the ones shown, which are hoof-train run's.
+    """
     from .pretrain import GENERAL_DEFAULTS, pretrain as run_pretrain
 
     options = merged_options(ctx, options)

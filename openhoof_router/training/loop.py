@@ -50,6 +50,15 @@ def show_progress(progress: bool) -> bool:
     return progress and sys.stderr.isatty()
 
 
+LOG_EVERY_S = 60.0
+"""Without a bar (stderr not a terminal, e.g. cron or nohup), one plain progress line this often."""
+
+
+def log_line(desc: str, n: int, total: int, loss: float, elapsed: float) -> str:
+    left = elapsed / n * (total - n)
+    return f"{desc}: step {n}/{total}, loss {loss:.4f}, {elapsed / 60:.1f} min elapsed, ~{left / 60:.1f} min left"
+
+
 def run_loop(
     train: Sequence[EncodedGroup],
     val: Sequence[EncodedGroup],
@@ -76,6 +85,8 @@ def run_loop(
     seen = 0
     started = time.perf_counter()
     bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress))
+    plain_log = progress and bar.disable
+    last_log = started
     for n, indices in enumerate(plan, 1):
         groups = [train[i] for i in indices]
         lr = learning_rate(cfg, n - 1, total)
@@ -90,6 +101,10 @@ def run_loop(
         history.append(row)
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith("loss")})
+        now = time.perf_counter()
+        if plain_log and (now - last_log >= LOG_EVERY_S or n == total):
+            print(log_line(desc, n, total, loss, now - started), file=sys.stderr, flush=True)
+            last_log = now
         if checkpoint is not None and checkpoint_every and n % checkpoint_every == 0 and n < total:
             checkpoint(n)
     bar.close()

@@ -26,7 +26,7 @@ from ..device import hardware, training_backend
 from ..paths import Paths
 from ..runs import GENERAL_DIR, BaseModelInfo, Decoding, ModelRegistry, RunFiles, RunManifest
 from .calibrate import fit_continue_threshold
-from .config import TrainConfig
+from .config import OPENHOOF_PASSES, SEAL_GROUPS, TrainConfig
 from .evaluate import evaluate, summary_row
 from .general import SEAL_ATTRIBUTION, general_groups, load_extras, load_seal, seal_groups
 from .samples import CALIBRATION_FILE, GATE_FILE, REPLAY_FILE, gate_records, group_to_row, write_jsonl
@@ -35,7 +35,7 @@ from .pipeline import GGUF_NAME, engine_for, general_items, held_out_items, trai
 
 GENERAL_DEFAULTS = TrainConfig(epochs=1, batch_size=8, lr=2e-4, seed=0, val_fraction=0.0, start_from="none",
                                replay=0)
-"""The general adapter's training settings (``seal_groups=4000``, ``openhoof_passes=3``, data seed 1)."""
+"""The general adapter's training settings (with :data:`SEAL_GROUPS`, :data:`OPENHOOF_PASSES`, data seed 1)."""
 REPLAY_GROUPS = 150
 
 
@@ -64,8 +64,8 @@ def pretrain(
     paths: Paths | None = None,
     cfg: TrainConfig | None = None,
     base_model: Any = None,
-    seal_groups_n: int = 4000,
-    openhoof_passes: int = 3,
+    seal_groups_n: int = SEAL_GROUPS,
+    openhoof_passes: int = OPENHOOF_PASSES,
     data_seed: int = 1,
     ship: bool = False,
     progress: bool = True,
