@@ -64,6 +64,7 @@ class TrainResult(BaseModel):
 
 
 SEAL_GROUPS = 1300
-"""The general adapter's tool lists built from the corpus (about 4,000 requests: ~1 h on 2 CPU cores)."""
+"""The general adapter's tool lists built from the corpus (about 4,000 requests; with the OpenHoof passes
+573 steps, measured 7.6-8.8 s each on 2 CPU cores: about 75 min of training)."""
 OPENHOOF_PASSES = 2
 """The general adapter's passes over the OpenHoof data."""
