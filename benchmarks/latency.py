@@ -19,15 +19,15 @@ import statistics
 import time
 from pathlib import Path
 
-from openhoof_router.backends import resolve_run
-from openhoof_router.engine import RouterEngine
-from openhoof_router.paths import Paths
-from openhoof_router.records import PastToolCall, PastTurn
-from openhoof_router.runs import ModelRegistry, RunError, general_run
-from openhoof_router.tools import builtin_tools, load_tools_file
-from openhoof_router.training.dataset import curated_eval, curated_train
-from openhoof_router.training.memory import peak_rss_mb
-from openhoof_router.training.pipeline import engine_for
+from openhoof_router.models.loading import resolve_run
+from openhoof_router.core.engine import RouterEngine
+from openhoof_router.store.paths import Paths
+from openhoof_router.core.records import PastToolCall, PastTurn
+from openhoof_router.store.runs import ModelRegistry, RunError, general_run
+from openhoof_router.core.tools import builtin_tools, load_tools_file
+from openhoof_router.learning.data.assemble import curated_eval, curated_train
+from openhoof_router.learning.trainers.memory import peak_rss_mb
+from openhoof_router.learning.run import engine_for
 
 CONTEXT = [
     PastTurn(user="check disk space on the prod box", tools=[PastToolCall(name="exec", result="/dev/sda1 42% used")],

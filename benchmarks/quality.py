@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from openhoof_router.base_model import resolve_base_model
-from openhoof_router.paths import Paths
-from openhoof_router.runs import ServedRun, general_run
-from openhoof_router.training.dataset import curated_eval, followups_eval
-from openhoof_router.training.evaluate import EvalItem, EvalReport, evaluate, load_eval_items, score, to_item
-from openhoof_router.training.pipeline import engine_for
+from openhoof_router.models.base_model import resolve_base_model
+from openhoof_router.store.paths import Paths
+from openhoof_router.store.runs import ServedRun, general_run
+from openhoof_router.learning.data.assemble import curated_eval, followups_eval
+from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, load_eval_items, score, to_item
+from openhoof_router.learning.run import engine_for
 
 CATEGORIES = ("multiple", "live_multiple", "parallel_multiple", "irrelevance", "live_irrelevance", "live_simple")
 DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "bfcl"

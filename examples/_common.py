@@ -91,7 +91,7 @@ def threshold(args: argparse.Namespace) -> float:
 
 def stand_in_server() -> str:
     """Start llama-cpp-python's OpenAI-compatible server over the embedded base; returns its URL."""
-    from openhoof_router.base_model import embedded_gguf
+    from openhoof_router.models.base_model import embedded_gguf
     from loopback_server import serve_gguf
 
     server = serve_gguf(embedded_gguf().gguf)
@@ -102,7 +102,7 @@ def stand_in_server() -> str:
 
 def reasoner(args: argparse.Namespace, max_tokens: int | None = None):
     """The reasoner chat model: the configured endpoint, or the loopback stand-in."""
-    from openhoof_router.integrations.reasoner import openai_compatible_reasoner
+    from openhoof_router.langchain.reasoner import openai_compatible_reasoner
 
     if args.stand_in:
         return openai_compatible_reasoner(stand_in_server(), "gemma", max_tokens=max_tokens or 48)

@@ -15,7 +15,7 @@ import json
 from langchain.agents import create_agent
 
 from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
-from openhoof_router.integrations import ToolRouterMiddleware
+from openhoof_router.langchain import ToolRouterMiddleware
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
 from openhoof_router import OutcomeCallbackHandler, ToolRouter
-from openhoof_router.integrations import router_node
+from openhoof_router.langchain import router_node
 
 
 def main() -> None:

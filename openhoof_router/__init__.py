@@ -8,63 +8,63 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_getattr
+from openhoof_router._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
-    from .callbacks import DECISION_ID_KEY, DECISION_RUN, OutcomeCallbackHandler  # noqa: F401
-    from .conversation import Turn, parse_turn  # noqa: F401
-    from .engine import RouterEngine  # noqa: F401
-    from .integrations.langgraph import router_node  # noqa: F401
-    from .integrations.middleware import ToolRouterMiddleware  # noqa: F401
-    from .integrations.reasoner import openai_compatible_reasoner  # noqa: F401
-    from .jsonl import LogWriteError  # noqa: F401
-    from .logs import DecisionLog, JoinedDecision, OutcomeLog, join_logs, read_joined  # noqa: F401
-    from .paths import Paths  # noqa: F401
-    from .prompt import PromptCodec  # noqa: F401
-    from .records import OutcomeRecord, PastTurn, RoutingDecision, TrainingRecord  # noqa: F401
-    from .reload import HotReloader  # noqa: F401
-    from .router import ToolRouter, decision_info  # noqa: F401
-    from .runs import ModelRegistry, RunManifest, ServedRun  # noqa: F401
-    from .service import RouterService, ThresholdPolicy  # noqa: F401
-    from .tools import ToolError, ToolSpec, normalize_tools  # noqa: F401
+    from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN, OutcomeCallbackHandler  # noqa: F401
+    from openhoof_router.langchain.conversation import Turn, parse_turn  # noqa: F401
+    from openhoof_router.core.engine import RouterEngine  # noqa: F401
+    from openhoof_router.langchain.langgraph import router_node  # noqa: F401
+    from openhoof_router.langchain.middleware import ToolRouterMiddleware  # noqa: F401
+    from openhoof_router.langchain.reasoner import openai_compatible_reasoner  # noqa: F401
+    from openhoof_router.store.jsonl import LogWriteError  # noqa: F401
+    from openhoof_router.store.logs import DecisionLog, JoinedDecision, OutcomeLog, join_logs, read_joined  # noqa: F401
+    from openhoof_router.store.paths import Paths  # noqa: F401
+    from openhoof_router.core.prompt import PromptCodec  # noqa: F401
+    from openhoof_router.core.records import OutcomeRecord, PastTurn, RoutingDecision, TrainingRecord  # noqa: F401
+    from openhoof_router.serving.reload import HotReloader  # noqa: F401
+    from openhoof_router.langchain.runnable import ToolRouter, decision_info  # noqa: F401
+    from openhoof_router.store.runs import ModelRegistry, RunManifest, ServedRun  # noqa: F401
+    from openhoof_router.serving.service import RouterService, ThresholdPolicy  # noqa: F401
+    from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools  # noqa: F401
 
 _EXPORTS = {
     # routing
-    "ToolRouter": ".router",
-    "decision_info": ".router",
-    "RouterService": ".service",
-    "ThresholdPolicy": ".service",
-    "parse_turn": ".conversation",
-    "Turn": ".conversation",
-    "RouterEngine": ".engine",
-    "PromptCodec": ".prompt",
-    "PastTurn": ".records",
-    "RoutingDecision": ".records",
-    "TrainingRecord": ".records",
-    "OutcomeRecord": ".records",
-    "ToolSpec": ".tools",
-    "ToolError": ".tools",
-    "normalize_tools": ".tools",
-    "Paths": ".paths",
-    "ModelRegistry": ".runs",
-    "RunManifest": ".runs",
-    "ServedRun": ".runs",
+    "ToolRouter": "openhoof_router.langchain.runnable",
+    "decision_info": "openhoof_router.langchain.runnable",
+    "RouterService": "openhoof_router.serving.service",
+    "ThresholdPolicy": "openhoof_router.serving.service",
+    "parse_turn": "openhoof_router.langchain.conversation",
+    "Turn": "openhoof_router.langchain.conversation",
+    "RouterEngine": "openhoof_router.core.engine",
+    "PromptCodec": "openhoof_router.core.prompt",
+    "PastTurn": "openhoof_router.core.records",
+    "RoutingDecision": "openhoof_router.core.records",
+    "TrainingRecord": "openhoof_router.core.records",
+    "OutcomeRecord": "openhoof_router.core.records",
+    "ToolSpec": "openhoof_router.core.tools",
+    "ToolError": "openhoof_router.core.tools",
+    "normalize_tools": "openhoof_router.core.tools",
+    "Paths": "openhoof_router.store.paths",
+    "ModelRegistry": "openhoof_router.store.runs",
+    "RunManifest": "openhoof_router.store.runs",
+    "ServedRun": "openhoof_router.store.runs",
     # logs and feedback
-    "DecisionLog": ".logs",
-    "OutcomeLog": ".logs",
-    "JoinedDecision": ".logs",
-    "join_logs": ".logs",
-    "read_joined": ".logs",
-    "LogWriteError": ".jsonl",
-    "OutcomeCallbackHandler": ".callbacks",
-    "DECISION_ID_KEY": ".callbacks",
-    "DECISION_RUN": ".callbacks",
+    "DecisionLog": "openhoof_router.store.logs",
+    "OutcomeLog": "openhoof_router.store.logs",
+    "JoinedDecision": "openhoof_router.store.logs",
+    "join_logs": "openhoof_router.store.logs",
+    "read_joined": "openhoof_router.store.logs",
+    "LogWriteError": "openhoof_router.store.jsonl",
+    "OutcomeCallbackHandler": "openhoof_router.langchain.tracing",
+    "DECISION_ID_KEY": "openhoof_router.langchain.tracing",
+    "DECISION_RUN": "openhoof_router.langchain.tracing",
     # hot reload
-    "HotReloader": ".reload",
+    "HotReloader": "openhoof_router.serving.reload",
     # integrations
-    "ToolRouterMiddleware": ".integrations.middleware",
-    "router_node": ".integrations.langgraph",
-    "openai_compatible_reasoner": ".integrations.reasoner",
+    "ToolRouterMiddleware": "openhoof_router.langchain.middleware",
+    "router_node": "openhoof_router.langchain.langgraph",
+    "openai_compatible_reasoner": "openhoof_router.langchain.reasoner",
 }
 
 __all__ = sorted(_EXPORTS)

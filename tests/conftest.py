@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openhoof_router.paths import Paths
+from openhoof_router.store.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -40,7 +40,7 @@ def paths(home) -> Paths:
 
 @pytest.fixture(scope="session")
 def base_ref(cache_dir):
-    from openhoof_router.base_model import embedded_gguf
+    from openhoof_router.models.base_model import embedded_gguf
 
     return embedded_gguf(Paths(home=cache_dir, data_dir=cache_dir, models_dir=cache_dir, cache_dir=cache_dir))
 
@@ -49,8 +49,8 @@ def base_ref(cache_dir):
 def engine(base_ref):
     """The real embedded base through llama.cpp. One thread: tests share the 2 cores with
     a loopback server, and llama.cpp's thread barriers slow 5-50x when oversubscribed."""
-    from openhoof_router.backends.llamacpp import LlamaCppBackend
-    from openhoof_router.engine import RouterEngine
+    from openhoof_router.models.llamacpp import LlamaCppBackend
+    from openhoof_router.core.engine import RouterEngine
 
     eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
     yield eng
@@ -59,7 +59,7 @@ def engine(base_ref):
 
 @pytest.fixture(scope="session")
 def builtin():
-    from openhoof_router.tools import builtin_tools
+    from openhoof_router.core.tools import builtin_tools
 
     return builtin_tools()
 

@@ -6,16 +6,16 @@ import itertools
 
 import pytest
 
-from openhoof_router.jsonl import append_jsonl, read_jsonl
-from openhoof_router.paths import (
+from openhoof_router.store.jsonl import append_jsonl, read_jsonl
+from openhoof_router.store.paths import (
     CURATED_EVAL_FILE,
     CURATED_EXTRA_FILE,
     CURATED_TRAIN_FILE,
     FOLLOWUPS_EVAL_FILE,
     FOLLOWUPS_TRAIN_FILE,
 )
-from openhoof_router.records import OutcomeRecord, TrainingRecord
-from openhoof_router.training.dataset import (
+from openhoof_router.core.records import OutcomeRecord, TrainingRecord
+from openhoof_router.learning.data.assemble import (
     NEAR_DUPLICATE_JACCARD,
     assemble,
     bundled_train,
@@ -27,7 +27,7 @@ from openhoof_router.training.dataset import (
     normalize_text,
     word_set,
 )
-from openhoof_router.training.examples import records_to_groups
+from openhoof_router.learning.data.groups import records_to_groups
 
 
 def _near_duplicates(messages: list[str]) -> list[tuple[str, str]]:
@@ -146,8 +146,8 @@ def test_general_corpus_is_the_same_in_every_process():
     if not corpus.is_dir():
         pytest.skip("../shared/corpora not beside the checkout")
     code = ("import hashlib, json, sys; from pathlib import Path; "
-            "from openhoof_router.training.general import load_seal, general_groups; "
-            "from openhoof_router.training.samples import gate_records, group_to_row; "
+            "from openhoof_router.learning.data.general_corpus import load_seal, general_groups; "
+            "from openhoof_router.learning.data.shipped_samples import gate_records, group_to_row; "
             "c = load_seal(Path(sys.argv[1])); g = general_groups(c, seal_groups_n=200, openhoof_passes=1, seed=3); "
             "print(hashlib.sha256(json.dumps([[group_to_row(x) for x in g], gate_records(c)]).encode()).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", code, str(corpus)], capture_output=True, text=True, check=True,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from openhoof_router.backends import BackendError, load_backend
-from openhoof_router.base_model import BaseModelError, resolve_base_model
-from openhoof_router.prompt import render_prompt, render_user_turn
-from openhoof_router.records import PastToolCall, PastTurn
-from openhoof_router.tools import ToolError, ToolSpec
+from openhoof_router.models.loading import BackendError, load_backend
+from openhoof_router.models.base_model import BaseModelError, resolve_base_model
+from openhoof_router.core.prompt import render_prompt, render_user_turn
+from openhoof_router.core.records import PastToolCall, PastTurn
+from openhoof_router.core.tools import ToolError, ToolSpec
 
 MESSAGES = [
     "Check disk space on the server",
@@ -38,7 +38,7 @@ def test_codec_ids_spell_the_rendered_prompt(engine, builtin):
         assert ids == llm.tokenize(render_prompt(builtin, message, context).encode(), add_bos=True, special=True)
     vocab = codec.vocabulary([t.name for t in builtin])
     for combo in (["exec"], ["shared_search", "notify"], ["memory_write", "list_tools"], []):
-        from openhoof_router.prompt import answer_order, render_answer
+        from openhoof_router.core.prompt import answer_order, render_answer
 
         assert vocab.answer_ids(combo) == llm.tokenize(
             render_answer(answer_order(combo, vocab.names)).encode(), add_bos=False, special=True)

@@ -21,10 +21,10 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("llama_cpp")
 
-from openhoof_router.backends.llamacpp import LlamaCppBackend  # noqa: E402
-from openhoof_router.export import ExportError, merge_lora_gguf, read_metadata, write_gguf  # noqa: E402
-from openhoof_router.tools import builtin_tools  # noqa: E402
-from openhoof_router.training.config import TARGET_MODULES  # noqa: E402
+from openhoof_router.models.llamacpp import LlamaCppBackend  # noqa: E402
+from openhoof_router.models.merge import ExportError, merge_lora_gguf, read_metadata, write_gguf  # noqa: E402
+from openhoof_router.core.tools import builtin_tools  # noqa: E402
+from openhoof_router.learning.config import TARGET_MODULES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def prompts(engine) -> Prompts:
 
 @pytest.fixture(scope="module")
 def hf_base(base_ref):
-    from openhoof_router.hf import load_gguf_as_transformers
+    from openhoof_router.models.hf import load_gguf_as_transformers
 
     model, _ = load_gguf_as_transformers(base_ref.gguf)
     return model.eval()
@@ -89,7 +89,7 @@ def llama_next_logits(gguf: Path, prompts: Prompts) -> list[np.ndarray]:
     block, users = prompts
     backend = LlamaCppBackend(gguf, n_ctx=1024, n_threads=2)
     try:
-        from openhoof_router.prompt import PromptCodec
+        from openhoof_router.core.prompt import PromptCodec
 
         # the copied tokenizer must tokenize exactly like the base's
         assert list(PromptCodec(backend).tool_block(builtin_tools())) == block

@@ -16,11 +16,11 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 
 from openhoof_router import ToolRouter
-from openhoof_router.callbacks import DECISION_ID_KEY, DECISION_RUN
-from openhoof_router.engine import RouterEngine
-from openhoof_router.logs import DecisionLog, OutcomeLog
-from openhoof_router.records import RoutingDecision
-from openhoof_router.router import decision_info
+from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN
+from openhoof_router.core.engine import RouterEngine
+from openhoof_router.store.logs import DecisionLog, OutcomeLog
+from openhoof_router.core.records import RoutingDecision
+from openhoof_router.langchain.runnable import decision_info
 
 langchain_openai = pytest.importorskip("langchain_openai")
 ChatOpenAI = langchain_openai.ChatOpenAI
@@ -264,7 +264,7 @@ def test_middleware_is_a_literal_swap_for_llm_tool_selector(server_url, home):
     from langchain.agents import create_agent
     from langchain.agents.middleware import LLMToolSelectorMiddleware
 
-    from openhoof_router.integrations import ToolRouterMiddleware
+    from openhoof_router.langchain import ToolRouterMiddleware
 
     class LoopbackReasoner(ChatOpenAI):
         """llama-cpp-python's server does tool calls but not json_schema: structured output
@@ -298,7 +298,7 @@ def test_middleware_is_a_literal_swap_for_llm_tool_selector(server_url, home):
 
 
 def test_middleware_parameters_keep_their_meaning(engine, tmp_path):
-    from openhoof_router.integrations import ToolRouterMiddleware
+    from openhoof_router.langchain import ToolRouterMiddleware
 
     router = ToolRouter(engine=engine, data_dir=tmp_path)
     with pytest.raises(ValueError, match="local router"):
@@ -329,7 +329,7 @@ def _agent(reasoner, middleware):
 
 
 def test_agent_middleware_narrows_and_falls_back(engine, reasoner, server_url, tmp_path):
-    from openhoof_router.integrations import ToolRouterMiddleware
+    from openhoof_router.langchain import ToolRouterMiddleware
 
     confident = ToolRouterMiddleware(router=ToolRouter(engine=engine, data_dir=tmp_path, threshold=0),
                                      max_tools=1, always_include=["list_tools"])
@@ -363,7 +363,7 @@ def test_langgraph_loop_routes_once_per_human_turn(engine, server_url, tmp_path)
     from langgraph.graph import END, START, MessagesState, StateGraph
     from langgraph.prebuilt import ToolNode
 
-    from openhoof_router.integrations import router_node
+    from openhoof_router.langchain import router_node
 
     # the untrained base may well answer "none" here: the decision is fixed, the rest is real
     disk = FixedEngine(engine.backend, RoutingDecision(tool_calls=[{"name": "disk_free"}],
@@ -392,7 +392,7 @@ def test_langgraph_loop_routes_once_per_human_turn(engine, server_url, tmp_path)
 
 
 def test_openai_compatible_reasoner_helper(server_url, monkeypatch):
-    from openhoof_router.integrations.reasoner import openai_compatible_reasoner
+    from openhoof_router.langchain.reasoner import openai_compatible_reasoner
 
     llm = openai_compatible_reasoner(server_url, "gemma", max_tokens=4)
     assert isinstance(llm.invoke("hello"), AIMessage)
@@ -410,7 +410,7 @@ def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_pat
     from langchain_core.language_models import BaseChatModel
     from langchain_core.outputs import ChatGeneration, ChatResult
 
-    from openhoof_router.integrations import ToolRouterMiddleware
+    from openhoof_router.langchain import ToolRouterMiddleware
 
     class CallsTwoTools(BaseChatModel):
         calls: int = 0

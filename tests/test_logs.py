@@ -16,12 +16,12 @@ from hypothesis import given, settings, strategies as st
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import ToolException, tool
 
-from openhoof_router.callbacks import DECISION_ID_KEY, OutcomeCallbackHandler
-from openhoof_router.jsonl import LogWriteError, read_jsonl
-from openhoof_router.logs import DecisionLog, OutcomeLog, join_logs, read_joined
-from openhoof_router.records import LoggedDecision, OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
-from openhoof_router.router import ToolRouter
-from openhoof_router.tools import normalize_tools
+from openhoof_router.langchain.tracing import DECISION_ID_KEY, OutcomeCallbackHandler
+from openhoof_router.store.jsonl import LogWriteError, read_jsonl
+from openhoof_router.store.logs import DecisionLog, OutcomeLog, join_logs, read_joined
+from openhoof_router.core.records import LoggedDecision, OutcomeRecord, RoutingDecision, ToolCall, TrainingRecord
+from openhoof_router.langchain.runnable import ToolRouter
+from openhoof_router.core.tools import normalize_tools
 
 
 def _decision(*names: str, confidence: float = 0.9, **kw) -> RoutingDecision:

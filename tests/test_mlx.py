@@ -3,7 +3,7 @@ MLX and (merged with numpy) by llama.cpp.
 
 Skipped when MLX is not installed. On Linux that means ``pip install "mlx[cpu]" mlx-lm mkl``
 (plain ``mlx`` lacks ``libmlx.so`` there). MLX's Linux wheel ships a reference BLAS that is
-~10-50x slow; :mod:`openhoof_router.mlx_toolkit` loads MKL under it in process when this module
+~10-50x slow; :mod:`openhoof_router.models.mlx_toolkit` loads MKL under it in process when this module
 is imported before anything imports ``mlx.core``. If that was too late (another module
 imported MLX first), the whole file re-runs itself in a subprocess with ``LD_PRELOAD`` set.
 By hand, on Linux::
@@ -23,21 +23,21 @@ import sys
 import numpy as np
 import pytest
 
-from openhoof_router import mlx_toolkit as mlx_env
+from openhoof_router.models import mlx_toolkit as mlx_env
 
 FAST = mlx_env.preload_mkl() or mlx_env.mlx_fast()  # must run before mlx.core is imported
 mx = pytest.importorskip("mlx.core", reason="MLX not installed (Linux: pip install 'mlx[cpu]' mlx-lm mkl)",
                          exc_type=ImportError)
 pytest.importorskip("mlx_lm", reason="mlx-lm not installed", exc_type=ImportError)
 
-from openhoof_router.backends import BackendError, load_backend  # noqa: E402
-from openhoof_router.backends.mlx_backend import MLXBackend  # noqa: E402
-from openhoof_router.engine import RouterEngine  # noqa: E402
-from openhoof_router.mlx_toolkit import MLXError, import_mlx  # noqa: E402
-from openhoof_router.paths import Paths  # noqa: E402
-from openhoof_router.runs import BaseModelInfo, RunFiles, RunManifest  # noqa: E402
-from openhoof_router.training.config import TrainConfig  # noqa: E402
-from openhoof_router.training.examples import Group, Sample  # noqa: E402
+from openhoof_router.models.loading import BackendError, load_backend  # noqa: E402
+from openhoof_router.models.mlx_backend import MLXBackend  # noqa: E402
+from openhoof_router.core.engine import RouterEngine  # noqa: E402
+from openhoof_router.models.mlx_toolkit import MLXError, import_mlx  # noqa: E402
+from openhoof_router.store.paths import Paths  # noqa: E402
+from openhoof_router.store.runs import BaseModelInfo, RunFiles, RunManifest  # noqa: E402
+from openhoof_router.learning.config import TrainConfig  # noqa: E402
+from openhoof_router.learning.data.groups import Group, Sample  # noqa: E402
 
 CHILD_FLAG = "OPENHOOF_MLX_TEST_CHILD"
 RERUN = not FAST and not os.environ.get(CHILD_FLAG)
@@ -162,7 +162,7 @@ TOOLS4 = ["memory_write", "exec", "notify", "shared_search"]
 
 def _groups(builtin, n_train: int, n_val: int) -> tuple[list[Group], list[Group]]:
     """Short prompts (4 tools) so a step stays cheap on 2 cores."""
-    from openhoof_router.training.dataset import curated_train
+    from openhoof_router.learning.data.assemble import curated_train
 
     specs = [t for t in builtin if t.name in TOOLS4]
     picked = [Sample(r.input.user_message, r.tool_names) for r in curated_train()
@@ -175,7 +175,7 @@ def _groups(builtin, n_train: int, n_val: int) -> tuple[list[Group], list[Group]
 def trained(builtin, base_ref, model_paths, tmp_path_factory):
     if RERUN:
         pytest.skip("runs in the subprocess")
-    from openhoof_router.training.mlx_trainer import train_mlx
+    from openhoof_router.learning.trainers.mlx import train_mlx
 
     train, val = _groups(builtin, 16, 2)
     assert sum(len(g.samples) for g in train) == 16 and len(val[0].samples) == 2
@@ -212,7 +212,7 @@ def test_adapter_is_mlx_lm_format(trained):
 
 
 def test_factors_read_from_the_mlx_adapter(trained):
-    from openhoof_router.lora import read_lora
+    from openhoof_router.models.lora import read_lora
 
     _, result = trained
     factors = read_lora(result.adapter_dir)

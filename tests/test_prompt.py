@@ -7,8 +7,8 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from openhoof_router.answer_text import parse_answer
-from openhoof_router.prompt import (
+from openhoof_router.core.answer_text import parse_answer
+from openhoof_router.core.prompt import (
     END,
     answer_order,
     clean_text,
@@ -18,8 +18,8 @@ from openhoof_router.prompt import (
     render_tool_line,
     render_user_turn,
 )
-from openhoof_router.records import NO_TOOL, PastToolCall, PastTurn
-from openhoof_router.tools import ToolError, ToolSpec, normalize_tools
+from openhoof_router.core.records import NO_TOOL, PastToolCall, PastTurn
+from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
 
 NAMES = ["memory_write", "memory_read", "shared_search", "notify", "exec", "list_tools"]
 

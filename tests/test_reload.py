@@ -11,7 +11,7 @@ import time
 import pytest
 
 from openhoof_router import ToolRouter
-from openhoof_router.runs import BaseModelInfo, ModelRegistry, RunFiles, RunManifest
+from openhoof_router.store.runs import BaseModelInfo, ModelRegistry, RunFiles, RunManifest
 
 MESSAGES = ["Check disk space on the server", "remember that the deploy moved to friday", "notify ops"]
 
@@ -69,7 +69,7 @@ def test_hot_reload_under_concurrent_calls(paths, base_ref, builtin, caplog):
         seen = len(decisions)
         wait_for(lambda: any(d.adapter == "run-good" for d in decisions[seen:]), 60, "decisions by the new run")
 
-        with caplog.at_level(logging.WARNING, logger="openhoof_router.reload"):
+        with caplog.at_level(logging.WARNING, logger="openhoof_router.serving.reload"):
             broken = make_run(registry, "run-broken", corrupt=True)
             registry.promote(broken)
             wait_for(lambda: router.last_reload_error is not None, 60, "the refusal")
@@ -99,7 +99,7 @@ def test_hot_reload_under_concurrent_calls(paths, base_ref, builtin, caplog):
 def test_broken_promoted_run_at_startup_serves_the_general_adapter(paths, builtin, caplog):
     registry = ModelRegistry(paths)
     registry.promote(make_run(registry, "run-broken", corrupt=True))
-    with caplog.at_level(logging.WARNING, logger="openhoof_router.service"):
+    with caplog.at_level(logging.WARNING, logger="openhoof_router.serving.service"):
         router = ToolRouter(builtin, paths=paths, threshold=0, n_threads=1, reload_in_background=False)
     try:
         assert "run-broken" in router.last_reload_error

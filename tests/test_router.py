@@ -13,12 +13,12 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 
 from openhoof_router import ToolRouter
-from openhoof_router.callbacks import DECISION_ID_KEY, DECISION_RUN
-from openhoof_router.conversation import parse_turn
-from openhoof_router.engine import RouterEngine
-from openhoof_router.logs import DecisionLog
-from openhoof_router.records import RoutingDecision
-from openhoof_router.tools import ToolError
+from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN
+from openhoof_router.langchain.conversation import parse_turn
+from openhoof_router.core.engine import RouterEngine
+from openhoof_router.store.logs import DecisionLog
+from openhoof_router.core.records import RoutingDecision
+from openhoof_router.core.tools import ToolError
 
 MESSAGE = "Check disk space on the server"
 

@@ -6,10 +6,10 @@ validation, deduplication and locked appends are tested on."""
 
 from __future__ import annotations
 
-from openhoof_router.jsonl import read_jsonl
-from openhoof_router.records import TrainingRecord
-from openhoof_router.tools import normalize_tools
-from openhoof_router.training.synth import build_request, make_teacher, parse_messages, synthesize
+from openhoof_router.store.jsonl import read_jsonl
+from openhoof_router.core.records import TrainingRecord
+from openhoof_router.core.tools import normalize_tools
+from openhoof_router.learning.data.teacher import build_request, make_teacher, parse_messages, synthesize
 
 CUSTOM_TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",

@@ -14,12 +14,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from openhoof_router.base_model import BaseModelRef, float_checkpoint  # noqa: E402
-from openhoof_router.paths import Paths  # noqa: E402
-from openhoof_router.runs import ModelRegistry, ServedRun  # noqa: E402
-from openhoof_router.training.config import TrainConfig  # noqa: E402
-from openhoof_router.training.dataset import Assembled, curated_eval, curated_train  # noqa: E402
-from openhoof_router.training.examples import records_to_groups  # noqa: E402
+from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
+from openhoof_router.store.paths import Paths  # noqa: E402
+from openhoof_router.store.runs import ModelRegistry, ServedRun  # noqa: E402
+from openhoof_router.learning.config import TrainConfig  # noqa: E402
+from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
+from openhoof_router.learning.data.groups import records_to_groups  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +42,8 @@ def tokenizer(base_ref, cache_dir):
 
 @pytest.fixture(scope="module")
 def codec(tokenizer):
-    from openhoof_router.hf import HFTokenizer
-    from openhoof_router.prompt import PromptCodec
+    from openhoof_router.models.hf import HFTokenizer
+    from openhoof_router.core.prompt import PromptCodec
 
     return PromptCodec(HFTokenizer(tokenizer))
 
@@ -53,8 +53,8 @@ def tiny_gguf(base_ref, tmp_path_factory) -> BaseModelRef:
     """A random tiny Gemma 3 written as GGUF with the real tokenizer: a base for fast runs."""
     from transformers import Gemma3ForCausalLM
 
-    from openhoof_router.base_model import sha256_file
-    from openhoof_router.export import write_gguf
+    from openhoof_router.models.base_model import sha256_file
+    from openhoof_router.models.merge import write_gguf
 
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(tiny_config())
@@ -74,8 +74,8 @@ def groups(n: int = 16, size: int = 4, seed: int = 0):
 
 
 def test_shared_prefix_loss_equals_full_forward_loss(codec):
-    from openhoof_router.training.cpu_trainer import group_loss
-    from openhoof_router.training.examples import encode_groups
+    from openhoof_router.learning.trainers.cpu import group_loss
+    from openhoof_router.learning.data.groups import encode_groups
 
     model = tiny_model().eval()
     [group, *_] = encode_groups(codec, groups(4, 4), max_tokens=2048)[0]
@@ -94,7 +94,7 @@ def test_shared_prefix_loss_equals_full_forward_loss(codec):
 def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
     from safetensors.numpy import load_file
 
-    from openhoof_router.training.cpu_trainer import train_cpu
+    from openhoof_router.learning.trainers.cpu import train_cpu
 
     cfg = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, threads=2, start_from="none")
     outs = []
@@ -108,8 +108,8 @@ def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
 
 
 def test_cuda_trainer_tokens_equal_the_routers(codec, engine, builtin):
-    from openhoof_router.training.cuda_trainer import IGNORE, token_rows
-    from openhoof_router.training.examples import encode_groups
+    from openhoof_router.learning.trainers.cuda import IGNORE, token_rows
+    from openhoof_router.learning.data.groups import encode_groups
 
     encoded, _ = encode_groups(codec, groups(8, 4), max_tokens=2048)
     rows = token_rows(encoded)
@@ -123,7 +123,7 @@ def test_cuda_trainer_tokens_equal_the_routers(codec, engine, builtin):
 
 
 def test_cuda_trainer_code_path_on_cpu(tokenizer, tmp_path):
-    from openhoof_router.training.cuda_trainer import train_cuda
+    from openhoof_router.learning.trainers.cuda import train_cuda
 
     cfg = TrainConfig(max_steps=4, batch_size=4, lr=3e-3, threads=2, start_from="none")
     result = train_cuda(groups(), groups(4, 4, seed=1), cfg, tmp_path, None, device="cpu", progress=False,
@@ -136,7 +136,7 @@ def test_cuda_trainer_code_path_on_cpu(tokenizer, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tiny_gguf, tokenizer, tmp_path_factory):
     """One whole hoof-train run on the tiny model: (paths, manifest, held-out file)."""
-    from openhoof_router.training.pipeline import run
+    from openhoof_router.learning.run import run
 
     root = tmp_path_factory.mktemp("tiny-home")
     paths = Paths.resolve(home=root)
@@ -151,7 +151,7 @@ def tiny_run(tiny_gguf, tokenizer, tmp_path_factory):
 
 
 def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
-    from openhoof_router.engine import RouterEngine
+    from openhoof_router.core.engine import RouterEngine
 
     paths, manifest, _ = tiny_run
     run_dir = paths.runs_dir / manifest.run_id
@@ -174,8 +174,8 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
 
 
 def test_calibrate_writes_thresholds_that_routers_use(tiny_run, tiny_gguf):
-    from openhoof_router.service import RouterService
-    from openhoof_router.training.calibrate_run import calibrate_run
+    from openhoof_router.serving.service import RouterService
+    from openhoof_router.learning.evaluation.calibrate_run import calibrate_run
 
     paths, manifest, eval_file = tiny_run
     run_dir = paths.runs_dir / manifest.run_id
@@ -198,7 +198,7 @@ def test_calibrate_writes_thresholds_that_routers_use(tiny_run, tiny_gguf):
 
 
 def test_the_gate_decides_on_paired_differences():
-    from openhoof_router.training.gate import compare, decide, mcnemar_worse_p
+    from openhoof_router.learning.evaluation.gate import compare, decide, mcnemar_worse_p
 
     assert mcnemar_worse_p([1] * 10, [1] * 10) == (1.0, 0, 0)
     p, wins, losses = mcnemar_worse_p([0] * 8 + [1] * 92, [1] * 100)  # 8 losses, 0 wins
@@ -223,9 +223,9 @@ def test_the_gate_decides_on_paired_differences():
 def test_promotion_refuses_a_worse_model(tiny_gguf, tokenizer, home, tmp_path):
     """The incumbent (the bare tiny base) scores 100 % by construction (labels are its own
     answers); a model trained to always answer one other tool is significantly worse."""
-    from openhoof_router.engine import RouterEngine
-    from openhoof_router.records import TrainingRecord
-    from openhoof_router.training.pipeline import run
+    from openhoof_router.core.engine import RouterEngine
+    from openhoof_router.core.records import TrainingRecord
+    from openhoof_router.learning.run import run
 
     paths = Paths.resolve()
     tools = ["exec", "notify", "shared_log"]
@@ -250,7 +250,7 @@ def test_promotion_refuses_a_worse_model(tiny_gguf, tokenizer, home, tmp_path):
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "openhoof_router.training.cli", "--home", str(home), *args],
+    return subprocess.run([sys.executable, "-m", "openhoof_router.cli.train", "--home", str(home), *args],
                           capture_output=True, text=True, timeout=900)
 
 
@@ -282,10 +282,10 @@ def test_cli_conventions(home, tmp_path):
     assert fmt.returncode == 2 and "instruction" in fmt.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    tools = subprocess.run([sys.executable, "-m", "openhoof_router.route_cli", "hi", "--tools", str(bad)],
+    tools = subprocess.run([sys.executable, "-m", "openhoof_router.cli.route", "hi", "--tools", str(bad)],
                            capture_output=True, text=True, timeout=300)
     assert tools.returncode == 5 and tools.stderr.count("\n") == 1 and "not valid JSON" in tools.stderr
-    debug = subprocess.run([sys.executable, "-m", "openhoof_router.route_cli", "hi", "--tools", str(bad), "--debug"],
+    debug = subprocess.run([sys.executable, "-m", "openhoof_router.cli.route", "hi", "--tools", str(bad), "--debug"],
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     missing = _cli(home, "eval", "--data", str(bad))
@@ -294,8 +294,8 @@ def test_cli_conventions(home, tmp_path):
 
 def test_training_without_a_terminal_logs_plain_progress_lines(capfd):
     """Under cron or nohup there is no bar, but stderr still says how far training got."""
-    from openhoof_router.training.examples import EncodedGroup
-    from openhoof_router.training.loop import run_loop
+    from openhoof_router.learning.data.groups import EncodedGroup
+    from openhoof_router.learning.trainers.loop import run_loop
 
     groups = [EncodedGroup(prefix=(1, 2), items=(((3,), (4,)),) * 4) for _ in range(6)]
     losses = iter([3.0, 2.0, 1.5])

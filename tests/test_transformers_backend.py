@@ -8,17 +8,17 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from openhoof_router.backends import BackendError  # noqa: E402
-from openhoof_router.base_model import BaseModelRef  # noqa: E402
-from openhoof_router.engine import RouterEngine  # noqa: E402
-from openhoof_router.paths import Paths  # noqa: E402
+from openhoof_router.models.loading import BackendError  # noqa: E402
+from openhoof_router.models.base_model import BaseModelRef  # noqa: E402
+from openhoof_router.core.engine import RouterEngine  # noqa: E402
+from openhoof_router.store.paths import Paths  # noqa: E402
 
 MESSAGES = ["Check disk space on the server", "what tools do you have?", "log that the backup finished"]
 
 
 @pytest.fixture(scope="module")
 def hf_engine(base_ref, cache_dir):
-    from openhoof_router.backends.transformers_backend import TransformersBackend
+    from openhoof_router.models.transformers_backend import TransformersBackend
 
     paths = Paths(cache_dir, cache_dir, cache_dir, cache_dir)
     engine = RouterEngine(TransformersBackend(base_ref, n_threads=2, paths=paths))
@@ -37,7 +37,7 @@ def test_routes_like_llama_cpp(hf_engine, engine, builtin):
 
 
 def test_same_tokens_as_llama_cpp(hf_engine, engine, builtin):
-    from openhoof_router.records import PastTurn
+    from openhoof_router.core.records import PastTurn
 
     hf, ll = hf_engine.codec, engine.codec
     assert hf.tool_block(builtin) == ll.tool_block(builtin)
@@ -52,7 +52,7 @@ def test_adapter_that_does_not_fit_is_refused(base_ref, cache_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from openhoof_router.backends.transformers_backend import TransformersBackend
+    from openhoof_router.models.transformers_backend import TransformersBackend
 
     tiny = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=262144, hidden_size=64, intermediate_size=128,
                                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -61,7 +61,7 @@ def test_adapter_that_does_not_fit_is_refused(base_ref, cache_dir, tmp_path):
     get_peft_model(tiny, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
     from transformers import AutoTokenizer
 
-    from openhoof_router.base_model import float_checkpoint
+    from openhoof_router.models.base_model import float_checkpoint
 
     paths = Paths(cache_dir, cache_dir, cache_dir, cache_dir)
     with pytest.raises(BackendError, match="does not fit"):

@@ -6,7 +6,7 @@ Each is the ``hoof-train`` subcommand of the same name (see ``hoof-train --help`
 
 import sys
 
-from openhoof_router.training.cli import main
+from openhoof_router.cli.train import main
 
 SEED_COMMANDS = {"status", "generate", "export", "run", "eval", "train"}
 

@@ -8,7 +8,7 @@ pipeline of ``hoof-train``: assemble data, train, export GGUF, evaluate, promote
 
 import sys
 
-from openhoof_router.training.cli import main
+from openhoof_router.cli.train import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

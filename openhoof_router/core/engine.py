@@ -1,0 +1,162 @@
+"""RouterEngine: prompt codec + local model + constrained decoding → RoutingDecision.
+
+Framework-free and thread-safe (one lock around the model, which holds KV state).
+:class:`openhoof_router.serving.service.RouterService` adds thresholds, logs and hot reload on
+top; the LangChain adapters sit on that.
+
+Every input routes to a defined result, never an exception from the model side:
+
+- an empty or blank message needs no tool (a valid "none" decision, ``notes`` says why);
+- text is cleaned first (lone surrogates, control characters) and tokenized as plain text,
+  so a message that spells ``<end_of_turn>`` cannot forge a turn;
+- a tool list too long for the window is shortened (descriptions cut, then dropped);
+  a message too long loses its oldest context turns, then its middle;
+  ``notes`` records each, so the log shows what the model saw;
+- a model fault gives an invalid decision (callers fall back to all tools).
+
+Only a tool list that cannot be routed over at all (empty, duplicate names, too many
+tools for the window even as bare names) raises :class:`~openhoof_router.core.tools.ToolError`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from openhoof_router.models.loading import Backend, load_backend
+from openhoof_router.core.decoding import DEFAULT_CONTINUE_THRESHOLD, decode
+from openhoof_router.core.prompt import CONTEXT_TURNS, DETAIL_LEVELS, AnswerVocabulary, PromptCodec, clean_text
+from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
+from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
+
+ANSWER_RESERVE = 64
+"""Tokens kept free for the answer (several names and separators)."""
+MIN_USER_TOKENS = 48
+"""The tool block may use the window only up to where this much room is left for the user turn."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A tool list, normalised and encoded for the engine's current model."""
+
+    specs: tuple[ToolSpec, ...]
+    prefix: tuple[int, ...]
+    vocab: AnswerVocabulary
+    level: int
+    """Level of detail of the tool lines (0: full; see ``prompt.DETAIL_LEVELS``)."""
+    backend: Backend
+
+    @property
+    def notes(self) -> list[str]:
+        if not self.level:
+            return []
+        chars, params = DETAIL_LEVELS[self.level]
+        what = f"descriptions cut to {chars} characters" if chars else "descriptions dropped"
+        return [f"tool list shortened to fit the context window ({what}, {params} parameter names)"]
+
+
+class RouterEngine:
+    """Routes one message (with optional earlier turns) over a tool list with a local backend.
+
+    Args:
+        backend: the loaded model.
+        max_tools: most tools one answer may name.
+        continue_threshold: how sure the model must be to name another tool (0.5: greedy;
+            runs store a calibrated value in their manifest).
+        context_turns: how many earlier turns of the conversation to read.
+    """
+
+    def __init__(self, backend: Backend, *, max_tools: int = 3,
+                 continue_threshold: float = DEFAULT_CONTINUE_THRESHOLD,
+                 context_turns: int = CONTEXT_TURNS) -> None:
+        if max_tools < 1:
+            raise ValueError("max_tools must be at least 1")
+        if not 0.0 <= continue_threshold <= 1.0:
+            raise ValueError("continue_threshold must be within [0, 1]")
+        self.max_tools = max_tools
+        self.continue_threshold = continue_threshold
+        self.context_turns = context_turns
+        self._lock = threading.RLock()
+        self._prepared: dict[tuple[str, ...], Prepared] = {}
+        self.backend = backend
+        self.codec = PromptCodec(backend)
+
+    @classmethod
+    def load(cls, *, backend: str | None = "auto", base_model: Any = None, model: Any = None,
+             n_threads: int | None = None, max_tools: int = 3, **kwargs: Any) -> "RouterEngine":
+        return cls(load_backend(backend, base_model=base_model, model=model, n_threads=n_threads, **kwargs),
+                   max_tools=max_tools)
+
+    def prepare(self, tools: Iterable[Any]) -> Prepared:
+        """Normalise and encode a tool list (cached per list and model)."""
+        specs = tuple(normalize_tools(tools))
+        key = tuple(s.model_dump_json() for s in specs)
+        prepared = self._prepared.get(key)
+        if prepared is not None and prepared.backend is self.backend:
+            return prepared
+        with self._lock:
+            backend, codec = self.backend, self.codec
+            budget = backend.n_ctx - ANSWER_RESERVE - MIN_USER_TOKENS
+            try:
+                prefix, level = codec.fit_tool_block(specs, budget)
+            except ValueError as exc:
+                raise ToolError(f"{exc} (context window {backend.n_ctx} tokens)") from None
+            vocab = codec.vocabulary([s.name for s in specs])
+        prepared = Prepared(specs, prefix, vocab, level, backend)
+        if len(self._prepared) > 64:
+            self._prepared.clear()
+        self._prepared[key] = prepared
+        return prepared
+
+    def route(self, message: str, tools: Iterable[Any], *, context: Sequence[PastTurn] = (),
+              use_cache: bool = True) -> RoutingDecision:
+        """Pick the tools for ``message``. Bad tool lists raise ToolError; nothing else raises."""
+        tools = list(tools)
+        started = time.perf_counter()
+        text = clean_text(message).strip()
+        context = list(context)[-self.context_turns:] if self.context_turns else []
+        with self._lock:
+            prepared = self.prepare(tools)
+            backend = self.backend
+            ident = {"model": backend.model_id, "adapter": backend.adapter_id, "backend": backend.name}
+
+            def elapsed() -> float:
+                return (time.perf_counter() - started) * 1000
+
+            if not text:
+                return RoutingDecision(confidence=1.0, no_tool_score=1.0, raw=NO_TOOL, latency_ms=elapsed(),
+                                       notes=["empty message: no tool needed"], **ident)
+            room = backend.n_ctx - len(prepared.prefix) - ANSWER_RESERVE
+            try:
+                user = self.codec.fit_user_turn(text, context, room)
+                result = decode(backend, prepared.prefix, user.ids, prepared.vocab, max_tools=self.max_tools,
+                                continue_threshold=self.continue_threshold, use_cache=use_cache)
+            except Exception as exc:  # a model fault must not take the caller down
+                return RoutingDecision(valid=False, error=f"backend error: {exc}", latency_ms=elapsed(),
+                                       notes=prepared.notes, **ident)
+        return RoutingDecision(
+            tool_calls=[ToolCall(name=n) for n in result.names],
+            confidence=result.confidence,
+            scores={k: round(v, 6) for k, v in result.scores.items()},
+            no_tool_score=round(result.no_tool_score, 6),
+            continue_probs=[round(p, 6) for p in result.continue_probs],
+            latency_ms=elapsed(),
+            raw=",".join(result.names) or NO_TOOL,
+            notes=prepared.notes + user.notes,
+            context_turns=user.context_turns,
+            **ident,
+        )
+
+    def swap_backend(self, backend: Backend) -> Backend:
+        """Replace the model; calls in flight finish on the old one. Returns the old backend."""
+        with self._lock:
+            old, self.backend = self.backend, backend
+            self.codec = PromptCodec(backend)
+            self._prepared.clear()
+        return old
+
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()

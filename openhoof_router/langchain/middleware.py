@@ -1,0 +1,214 @@
+"""Agent middleware: a drop-in for LangChain's ``LLMToolSelectorMiddleware``, done by the local router.
+
+Swapping it in changes the class name only::
+
+    from langchain.agents import create_agent
+    from openhoof_router.langchain import ToolRouterMiddleware
+
+    agent = create_agent(
+        model=reasoner,
+        tools=tools,
+        # middleware=[LLMToolSelectorMiddleware(max_tools=3, always_include=["notify"])],
+        middleware=[ToolRouterMiddleware(max_tools=3, always_include=["notify"])],
+    )
+
+The upstream parameters keep their meaning: ``max_tools`` caps the selection (``None``: no
+limit), ``always_include`` tools are passed on, not routed over and not counted, selected
+tools keep the request's order, provider tool dicts are kept, and ``on_parsing_failure``
+(``"error"``, ``"none"``, ``"all"``, a list of names, or a callable given the decision)
+says what happens when the router cannot give a usable selection: an invalid decision,
+or one below its threshold. Upstream defaults to ``"error"``; here the default is
+``"all"`` (an unsure local router should not fail the agent's turn).
+
+Parameters that configure upstream's selection *model* have no meaning for a local
+router and are never misread: a ``model`` string (``"openai:gpt-4o-mini"``) is an error,
+a ``model`` chat model, a ``system_prompt`` or ``max_retries`` a warning.
+
+Unlike upstream, nothing leaves the machine, each human turn is routed once (the model
+calls after tool results reuse the decision and nothing more is logged), the router reads
+earlier turns of the conversation, each decision is a child run in the trace, and the
+reply's ``response_metadata["openhoof_router"]`` holds the decision id and the scores, so
+``confirm``/``correct`` can be reached from the agent's output.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Sequence, Union
+
+from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage
+from langchain_core.runnables.config import ensure_config, run_in_executor
+
+from openhoof_router.langchain.tracing import atrace_decision, trace_decision
+from openhoof_router.langchain.conversation import Turn, read_turn
+from openhoof_router.core.records import RoutingDecision
+from openhoof_router.langchain.runnable import annotate, summary
+from openhoof_router.core.tools import ToolError
+
+if TYPE_CHECKING:
+    from openhoof_router.langchain.runnable import ToolRouter
+
+logger = logging.getLogger(__name__)
+
+MIDDLEWARE_MODE = "middleware"
+OnParsingFailure = Union[Literal["error", "none", "all"], list[str], Callable[[RoutingDecision], list[str]]]
+UPSTREAM_SYSTEM_PROMPT = "Your goal is to select the most relevant tools for answering the user's query."
+
+
+class ToolRouterMiddleware(AgentMiddleware):
+    """Selects the tools for each model call of an agent with the local router.
+
+    Args:
+        model, system_prompt, max_retries: ``LLMToolSelectorMiddleware``'s; meaningless for a
+            local router (see the module docs): a ``model`` string raises ``ValueError``,
+            anything else set warns and is ignored.
+        max_tools: keep at most this many selected tools (``None``: no limit).
+        always_include: tool names always passed on; not routed over, not counted.
+        on_parsing_failure: what to pass on when the decision is unusable (see module docs).
+        router: the :class:`~openhoof_router.langchain.runnable.ToolRouter` to use (its own tools are
+            ignored: the request's are routed over). Default: one built from ``router_options``.
+        router_options: for the default router's service (``threshold``, ``tool_thresholds``,
+            ``data_dir``, ``model`` as a run folder under the name ``router_model``, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any = None,
+        system_prompt: str = UPSTREAM_SYSTEM_PROMPT,
+        max_tools: int | None = None,
+        always_include: list[str] | None = None,
+        max_retries: int = 1,
+        on_parsing_failure: OnParsingFailure = "all",
+        router: "ToolRouter | None" = None,
+        **router_options: Any,
+    ) -> None:
+        super().__init__()
+        if isinstance(model, str):
+            raise ValueError(
+                f"model={model!r} names a chat model for LLMToolSelectorMiddleware's selection; "
+                "ToolRouterMiddleware selects with its local router and never calls a chat model. "
+                "Drop model= (a trained router run goes in router_model=)."
+            )
+        ignored = [name for name, value, default in (("model", model, None), ("system_prompt", system_prompt,
+                   UPSTREAM_SYSTEM_PROMPT), ("max_retries", max_retries, 1)) if value != default]
+        if ignored:
+            warnings.warn(f"ToolRouterMiddleware ignores {', '.join(ignored)}: they configure "
+                          "LLMToolSelectorMiddleware's selection model; the local router has none",
+                          UserWarning, stacklevel=2)
+        if max_tools is not None and max_tools < 1:
+            raise ValueError("max_tools must be at least 1 (None: no limit)")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if not (on_parsing_failure in ("error", "none", "all") or isinstance(on_parsing_failure, list)
+                or callable(on_parsing_failure)):
+            raise ValueError("on_parsing_failure must be 'error', 'none', 'all', a list of tool names or a callable")
+        if router is None:
+            from openhoof_router.langchain.runnable import ToolRouter
+
+            if "router_model" in router_options:
+                router_options["model"] = router_options.pop("router_model")
+            router = ToolRouter(mode="route", **router_options)
+        elif router_options:
+            raise TypeError("pass router options or a router, not both")
+        self.router = router
+        self.max_tools = max_tools
+        self.always_include = list(always_include or [])
+        self.on_parsing_failure = on_parsing_failure
+
+    # -- selection (shared by sync and async) ------------------------------------------
+    def _split(self, request: ModelRequest) -> tuple[list[Any], Turn] | None:
+        """(routable tools, the human turn), or None when there is nothing to select."""
+        if not request.tools:
+            return None
+        base = [t for t in request.tools if not isinstance(t, dict)]
+        names = {t.name for t in base}
+        missing = [n for n in self.always_include if n not in names]
+        if missing:
+            raise ValueError(f"Tools in always_include not found in request: {missing}. "
+                             f"Available tools: {sorted(names)}")
+        routable = [t for t in base if t.name not in self.always_include]
+        if not routable:
+            return None
+        try:
+            turn = read_turn(request.messages, routable, self.router.service.engine.context_turns)
+        except ValueError:
+            return None  # no human turn: nothing to route on
+        return routable, turn
+
+    def _decide(self, routable: list[Any], turn: Turn) -> RoutingDecision | None:
+        try:
+            decision, _ = self.router.route_turn(turn, MIDDLEWARE_MODE)
+        except ToolError as exc:  # tools the router cannot read: the agent keeps all of them
+            logger.warning("ToolRouterMiddleware cannot route over these tools (%s); passing all on", exc)
+            return None
+        return decision
+
+    def _selected(self, decision: RoutingDecision | None, routable: Sequence[Any]) -> list[str]:
+        available = [t.name for t in routable]
+        if decision is None:
+            return available
+        if decision.fallback:
+            failure = self.on_parsing_failure
+            if failure == "error":
+                raise ValueError(f"ToolRouterMiddleware: no usable selection ({decision.fallback_reason}: "
+                                 f"{decision.error or 'scores below the threshold'}); decision {decision.decision_id}")
+            if failure == "none":
+                return []
+            if failure == "all":
+                return available
+            return list(failure(decision) if callable(failure) else failure)
+        names = decision.tool_names
+        return names[: self.max_tools] if self.max_tools is not None else names
+
+    def _narrow(self, request: ModelRequest, decision: RoutingDecision | None,
+                routable: Sequence[Any]) -> tuple[ModelRequest, list[str]]:
+        chosen = set(self._selected(decision, routable))
+        selected = [t for t in routable if t.name in chosen]  # the request's order, like upstream
+        kept = [t for t in request.tools if not isinstance(t, dict) and t.name in self.always_include]
+        provider = [t for t in request.tools if isinstance(t, dict)]
+        sent = [t.name for t in [*selected, *kept]]
+        return request.override(tools=[*selected, *kept, *provider]), sent
+
+    @staticmethod
+    def _annotate(response: Any, decision: RoutingDecision | None, sent: list[str]) -> Any:
+        if decision is not None:
+            info = summary(decision, MIDDLEWARE_MODE, sent)
+            for message in getattr(response, "result", None) or [response]:
+                if isinstance(message, AIMessage):
+                    annotate(message, info)
+        return response
+
+    # -- hooks -------------------------------------------------------------------------
+    def wrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], ModelResponse],
+    ) -> ModelResponse | AIMessage:
+        split = self._split(request)
+        if split is None:
+            return handler(request)
+        routable, turn = split
+        decision = self._decide(routable, turn)
+        if decision is not None:
+            trace_decision(decision, ensure_config(), MIDDLEWARE_MODE)
+        narrowed, sent = self._narrow(request, decision, routable)
+        return self._annotate(handler(narrowed), decision, sent)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> ModelResponse | AIMessage:
+        split = self._split(request)
+        if split is None:
+            return await handler(request)
+        routable, turn = split
+        config = ensure_config()
+        decision = await run_in_executor(config, self._decide, routable, turn)
+        if decision is not None:
+            await atrace_decision(decision, config, MIDDLEWARE_MODE)
+        narrowed, sent = self._narrow(request, decision, routable)
+        return self._annotate(await handler(narrowed), decision, sent)

@@ -1,0 +1,277 @@
+"""The general router corpus: many tool lists, so the router routes tools it never saw.
+
+Sources (see ``data/NOTICE.md`` for attribution):
+  - Seal-Tools (github.com/fairyshine/Seal-Tools, Apache-2.0): 4,076 tools with their
+    field, 2,054 requests with the tools they need; read from ``--corpus``
+    (``../shared/corpora/seal_tools`` in this project);
+  - the bundled OpenHoof data: curated single-turn requests and conversation follow-ups;
+  - generic messages that need no tool.
+
+Seal-Tools requests are split once, by a hash of their id, into training requests and
+held-out requests. The held-out ones build the fixed samples shipped with the package
+(:mod:`.samples`); training requests build tool-list variants (:func:`seal_groups`):
+
+  - the tools a request needs among distractors from the same field and from others,
+    lists of 1 to 20 tools, in shuffled order;
+  - only some of the needed tools offered (the answer is the offered ones);
+  - requests offered only unrelated tools, and chit-chat, answered ``none``;
+  - descriptions cut or missing, parameter lists dropped, names rewritten in snake_case
+    or with a namespace (BFCL-style ``module_function`` names);
+  - earlier turns as context: an unrelated earlier request (the new one routes on its
+    own), or an acknowledgement after a tool turn (no tool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from openhoof_router.store.paths import FOLLOWUPS_TRAIN_FILE, PACKAGE_DATA
+from openhoof_router.core.records import PastToolCall, PastTurn, TrainingRecord
+from openhoof_router.core.tools import ToolSpec, builtin_tools, to_spec
+from openhoof_router.learning.data.groups import Group, Sample, records_to_groups
+
+SEAL_ATTRIBUTION = "Seal-Tools (github.com/fairyshine/Seal-Tools, Apache-2.0)"
+HELD_OUT_FRACTION = 0.2
+NO_TOOL_FILE = PACKAGE_DATA / "general_no_tool.jsonl"
+MAX_TOOLS = 20
+RESULTS = ("done", "ok", '{"status": "ok"}', "success", "completed", "1 result", "saved")
+
+
+@dataclass
+class SealCorpus:
+    tools: dict[str, ToolSpec]
+    field_of: dict[str, str]
+    by_field: dict[str, list[str]]
+    """Top-level field -> tool names."""
+    train: list[dict]
+    held: list[dict]
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted(self.by_field)
+
+
+def _held_out(query_id: str) -> bool:
+    return hashlib.sha256(query_id.encode()).digest()[0] / 256 < HELD_OUT_FRACTION
+
+
+def load_seal(corpus: Path) -> SealCorpus:
+    """Read Seal-Tools' ``tools.jsonl`` and ``queries.jsonl`` (as converted in ``shared/corpora``)."""
+    corpus = Path(corpus)
+    try:
+        tool_rows = [json.loads(line) for line in (corpus / "tools.jsonl").read_text().splitlines() if line.strip()]
+        queries = [json.loads(line) for line in (corpus / "queries.jsonl").read_text().splitlines() if line.strip()]
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"Seal-Tools corpus not found: {exc.filename} (give --corpus DIR holding "
+                                "tools.jsonl and queries.jsonl)") from None
+    tools, field_of, by_field = {}, {}, {}
+    for row in tool_rows:
+        spec = to_spec(row)
+        tools[spec.name] = spec
+        top = row.get("field", "other").split("/")[0]
+        field_of[spec.name] = top
+        by_field.setdefault(top, []).append(spec.name)
+    queries = [q for q in queries if q.get("query") and all(n in tools for n in q.get("expected_tools", []))]
+    held = [q for q in queries if _held_out(q["id"])]
+    train = [q for q in queries if not _held_out(q["id"])]
+    return SealCorpus(tools, field_of, by_field, train, held)
+
+
+# -- variants of one tool ------------------------------------------------------------------
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
+
+
+def _namespace(field_name: str) -> str:
+    return re.sub(r"[^a-z]+", "_", field_name.lower()).strip("_")[:14] or "api"
+
+
+@dataclass
+class Styler:
+    """One group's way of presenting tools: name style, and per-tool damage to descriptions."""
+
+    rng: random.Random
+    name_style: str = "plain"
+    names: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def pick(cls, rng: random.Random) -> "Styler":
+        style = rng.choices(["plain", "snake", "namespace", "dotted"], weights=[50, 30, 15, 5])[0]
+        return cls(rng, style)
+
+    def name(self, spec: ToolSpec, field_name: str) -> str:
+        if spec.name not in self.names:
+            base = spec.name
+            if self.name_style == "snake":
+                base = snake(base)
+            elif self.name_style == "namespace":
+                base = f"{_namespace(field_name)}_{snake(base)}"
+            elif self.name_style == "dotted":
+                base = f"{_namespace(field_name)}.{base}"
+            self.names[spec.name] = base
+        return self.names[spec.name]
+
+    def tool(self, spec: ToolSpec, field_name: str) -> ToolSpec:
+        desc, params = spec.description, list(spec.parameters)
+        roll = self.rng.random()
+        if roll < 0.07:
+            desc = ""
+        elif roll < 0.17:
+            desc = " ".join(desc.split()[: self.rng.randint(2, 6)])
+        if self.rng.random() < 0.05:
+            params = []
+        return ToolSpec(name=self.name(spec, field_name), description=desc, parameters=params)
+
+
+# -- groups --------------------------------------------------------------------------------
+
+@dataclass
+class Extras:
+    """Messages mixed into the general groups."""
+
+    no_tool: list[str]
+    acks: list[str]
+
+
+def load_extras() -> Extras:
+    no_tool = [json.loads(line)["message"] for line in NO_TOOL_FILE.read_text().splitlines() if line.strip()]
+    acks = []
+    for line in FOLLOWUPS_TRAIN_FILE.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row.get("metadata", {}).get("kind") == "ack":
+                acks.append(row["input"]["user_message"])
+    return Extras(no_tool, acks)
+
+
+def distractors(corpus: SealCorpus, rng: random.Random, exclude: set[str], anchor_fields: list[str],
+                 count: int) -> list[str]:
+    out: list[str] = []
+    tries = 0
+    while len(out) < count and tries < count * 20:
+        tries += 1
+        if anchor_fields and rng.random() < 0.5:  # hard: same field as a needed tool
+            pool = corpus.by_field[rng.choice(anchor_fields)]
+        else:
+            pool = corpus.by_field[rng.choice(corpus.fields)]
+        name = rng.choice(pool)
+        if name not in exclude and name not in out:
+            out.append(name)
+    return out
+
+
+def _turn(query: dict, rng: random.Random, names: dict[str, str]) -> PastTurn:
+    return PastTurn(user=query["query"], tools=[PastToolCall(name=names.get(n, n), result=rng.choice(RESULTS))
+                                                 for n in query["expected_tools"]],
+                    reply=rng.choice(["Done.", "All set.", "Here you go.", ""]))
+
+
+def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int) -> list[Group]:
+    """``n_groups`` tool lists with their requests (see the module docstring)."""
+    singles = [q for q in corpus.train if len(q["expected_tools"]) == 1]
+    multis = [q for q in corpus.train if len(q["expected_tools"]) > 1]
+    groups = []
+    for _ in range(n_groups):
+        kind = rng.choices(["multi", "single", "tiny", "partial"], weights=[30, 25, 25, 20])[0]
+        if kind == "single":
+            anchors = rng.sample(singles, rng.randint(2, 5))
+        elif kind == "multi":
+            anchors = rng.sample(multis, rng.randint(1, 3))
+        elif kind == "partial":
+            anchors = rng.sample(multis, rng.randint(1, 2))
+        else:
+            anchors = [rng.choice(multis if rng.random() < 0.7 else singles)]
+        needed = list(dict.fromkeys(n for q in anchors for n in q["expected_tools"]))
+        if kind == "tiny":
+            offered = [rng.choice(needed)]
+        elif kind == "partial" and len(needed) > 1:
+            offered = rng.sample(needed, rng.randint(1, len(needed) - 1))
+        else:
+            offered = needed
+        offered = offered[:MAX_TOOLS]
+        if kind == "tiny":
+            n_extra = rng.choice([0, 0, 1, 2, 3])
+        else:
+            n_extra = rng.choice([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15])
+        n_extra = min(n_extra, MAX_TOOLS - len(offered))
+        fields = [corpus.field_of[n] for n in needed]
+        offered += distractors(corpus, rng, set(needed), fields, n_extra)
+        rng.shuffle(offered)
+        offered_set = set(offered)
+        samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in anchors]
+        # requests whose tools are not offered: hard ones from the same fields, and others
+        negatives = []
+        for _ in range(rng.choice([0, 0, 1, 1, 2])):
+            q = rng.choice(corpus.train)
+            if not offered_set & set(q["expected_tools"]) and q not in anchors and q not in negatives:
+                negatives.append(q)
+        samples += [Sample(q["query"], []) for q in negatives]
+        if rng.random() < 0.15:
+            samples.append(Sample(rng.choice(extras.no_tool), []))
+        styler = Styler.pick(rng)
+        tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]
+        if rng.random() < 0.1 and extras.acks:  # after a turn that used these tools: thanks → none
+            samples.append(Sample(rng.choice(extras.acks), [], [_turn(anchors[0], rng, styler.names)]))
+        if rng.random() < 0.15:  # an unrelated earlier turn must not change a self-contained request
+            other = rng.choice(corpus.train)
+            if other not in anchors:
+                samples[0] = Sample(samples[0].message, samples[0].answer, [_turn(other, rng, styler.names)])
+        for s in samples:
+            s.answer = [styler.names[n] for n in s.answer]
+        level = rng.choices([0, 1, 2, 3], weights=[92, 3, 3, 2])[0]
+        rng.shuffle(samples)
+        groups.append(Group(tools, samples, level=level, source=f"seal:{kind}"))
+    return groups
+
+
+def openhoof_records() -> list[TrainingRecord]:
+    """The bundled OpenHoof training records: curated, extra curated, and follow-ups."""
+    from openhoof_router.learning.data.assemble import bundled_train
+
+    return [rec for _, recs in bundled_train() for rec in recs]
+
+
+def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: random.Random,
+                    passes: int, group_size: int) -> list[Group]:
+    """OpenHoof requests over the full tool list, and over subsets mixed with Seal-Tools tools."""
+    out: list[Group] = []
+    builtin = {t.name: t for t in builtin_tools()}
+    for p in range(passes):
+        seed = rng.randrange(1 << 30)
+        groups = records_to_groups(records, group_size=group_size, seed=seed, source="openhoof")
+        for g in groups:
+            if rng.random() < 0.35:  # a smaller list: the needed tools, some others, foreign tools
+                needed = {n for s in g.samples for n in s.answer}
+                for s in g.samples:
+                    for turn in s.context:
+                        needed.update(c.name for c in turn.tools if c.name in builtin)
+                others = [n for n in builtin if n not in needed]
+                keep = sorted(needed) + rng.sample(others, rng.randint(0, len(others)))  # sorted: sets iterate in hash order
+                foreign = distractors(corpus, rng, set(), [], rng.randint(0, 6))
+                tools = [builtin[n] for n in keep] + [corpus.tools[n] for n in foreign]
+                rng.shuffle(tools)
+                g = Group(tools, [Sample(s.message, [n for n in s.answer if n in keep], s.context)
+                                  for s in g.samples], source="openhoof:subset")
+            out.append(g)
+    return out
+
+
+def general_groups(corpus: SealCorpus, *, seal_groups_n: int, openhoof_passes: int, seed: int,
+                   group_size: int = 8) -> list[Group]:
+    """The whole general training set, shuffled."""
+    rng = random.Random(seed)
+    extras = load_extras()
+    groups = seal_groups(corpus, extras, rng, seal_groups_n)
+    groups += openhoof_groups(openhoof_records(), corpus, rng, openhoof_passes, group_size)
+    rng.shuffle(groups)
+    return groups

@@ -1,0 +1,142 @@
+"""Fitting the serving thresholds of a run on held-out data (``hoof-train calibrate``).
+
+Two things are fitted, both written into the run's manifest (``decoding``) and used by
+every router that serves the run:
+
+- the **continue threshold**: after a tool, the model names another when
+  ``P(,) / (P(,) + P(end))`` reaches it. Greedy decoding (0.5) stops too early on
+  multi-tool turns. One decoding pass with the threshold at 0 records every continue
+  probability along the answer, so each candidate threshold is scored without decoding
+  again; the best exact-set accuracy wins (ties: the one nearest 0.5).
+- **per-tool thresholds** on the decision scores: for each tool (and ``none``), the
+  lowest score at which the decisions naming it are right at least ``target`` of the
+  time on the held-out split plus the confirmed and corrected decisions of the outcome
+  log. Below it the router falls back to all tools. :func:`tradeoff` tabulates what a
+  threshold costs (fallback rate) and buys (accuracy of the decisions kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from openhoof_router.core.engine import RouterEngine
+from openhoof_router.core.records import NO_TOOL, RoutingDecision
+from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem, cut_at, predicted, route_all
+
+CONTINUE_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+SCORE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+@dataclass
+class ContinueFit:
+    threshold: float
+    accuracy: float
+    greedy_accuracy: float
+    """Accuracy at 0.5, for comparison."""
+    table: list[tuple[float, float]] = field(default_factory=list)
+    decisions: list[RoutingDecision] = field(default_factory=list)
+    """The threshold-0 decisions (reused to fit score thresholds)."""
+
+
+def continue_decisions(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True) -> list[RoutingDecision]:
+    """Decode every item with the continue threshold at 0 (every continue probability recorded)."""
+    saved = engine.continue_threshold
+    engine.continue_threshold = 0.0
+    try:
+        return route_all(engine, items, progress=progress, desc="calibrating")
+    finally:
+        engine.continue_threshold = saved
+
+
+def at_threshold(decisions: Sequence[RoutingDecision], threshold: float) -> list[frozenset[str]]:
+    return [cut_at(d, d.continue_probs, threshold) for d in decisions]
+
+
+def fit_continue_threshold(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True,
+                           decisions: Sequence[RoutingDecision] | None = None) -> ContinueFit:
+    decisions = list(decisions) if decisions is not None else continue_decisions(engine, items, progress=progress)
+
+    def accuracy(threshold: float) -> float:
+        got = at_threshold(decisions, threshold)
+        return sum(g == item.expected for g, item in zip(got, items)) / max(1, len(items))
+
+    table = [(t, accuracy(t)) for t in CONTINUE_GRID]
+    best = max(table, key=lambda row: (round(row[1], 9), -abs(row[0] - 0.5)))
+    return ContinueFit(best[0], best[1], accuracy(0.5), table, decisions)
+
+
+# -- per-tool score thresholds ---------------------------------------------------------------
+
+@dataclass
+class Scored:
+    """One decision to fit on: what the router said, how sure it was, and the right answer."""
+
+    got: frozenset[str]
+    scores: dict[str, float]
+    no_tool_score: float
+    expected: frozenset[str]
+
+    @classmethod
+    def of(cls, decision: RoutingDecision, expected: frozenset[str], got: frozenset[str] | None = None) -> "Scored":
+        return cls(got if got is not None else predicted(decision), decision.scores, decision.no_tool_score, expected)
+
+    def bar(self, name: str) -> float:
+        return self.no_tool_score if name == NO_TOOL else self.scores.get(name, 0.0)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.got) or [NO_TOOL]
+
+    @property
+    def right(self) -> bool:
+        return self.got == self.expected
+
+
+def kept(item: Scored, thresholds: dict[str, float], default: float) -> bool:
+    if INVALID in item.got:
+        return False
+    return all(item.bar(n) >= thresholds.get(n, default) for n in item.names)
+
+
+def lowest_threshold(items: Sequence[Scored], name: str | None, target: float, min_support: int) -> float | None:
+    """The lowest grid score at which the decisions naming ``name`` (None: every decision,
+    judged on all its names) are right at least ``target`` of the time; None: too few."""
+    mine = [it for it in items if INVALID not in it.got and (name is None or name in it.names)]
+    if len(mine) < min_support:
+        return None
+
+    def bar(it: Scored) -> float:
+        return it.bar(name) if name is not None else min(it.bar(n) for n in it.names)
+
+    for threshold in SCORE_GRID:
+        keep = [it for it in mine if bar(it) >= threshold]
+        if len(keep) >= min_support and sum(it.right for it in keep) / len(keep) >= target:
+            return threshold
+    return SCORE_GRID[-1]
+
+
+def fit_tool_thresholds(items: Sequence[Scored], *, target: float = 0.9,
+                        min_support: int = 5) -> tuple[float | None, dict[str, float]]:
+    """(default threshold, per-tool thresholds) fitted to ``target``; tools seen fewer than
+    ``min_support`` times get no threshold of their own (the default applies)."""
+    names = sorted({n for it in items for n in it.names if INVALID not in it.got})
+    fitted = {}
+    for name in names:
+        value = lowest_threshold(items, name, target, min_support)
+        if value is not None:
+            fitted[name] = value
+    return lowest_threshold(items, None, target, min_support), fitted
+
+
+def tradeoff(items: Sequence[Scored], thresholds: dict[str, float], default: float,
+             scales: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0)) -> list[dict[str, float]]:
+    """Fallback rate and accuracy of the kept decisions as every threshold is scaled."""
+    rows = []
+    for scale in scales:
+        scaled = {k: min(1.0, v * scale) for k, v in thresholds.items()}
+        keep = [it for it in items if kept(it, scaled, min(1.0, default * scale))]
+        rows.append({"scale": scale, "fallback_rate": 1 - len(keep) / max(1, len(items)),
+                     "kept_accuracy": sum(it.right for it in keep) / max(1, len(keep)),
+                     "overall_accuracy": sum(it.right for it in items) / max(1, len(items))})
+    return rows

@@ -1,0 +1,64 @@
+"""``hoof-train calibrate``: fit a run's serving thresholds and write them into its manifest.
+
+The data: the held-out records (the bundled splits, or ``--data``) and every decision in
+the outcome log that feedback vouched for (confirmed or corrected), re-routed by the run
+being calibrated. See :mod:`.calibrate` for what is fitted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from openhoof_router.models.base_model import resolve_base_model
+from openhoof_router.store.paths import Paths
+from openhoof_router.store.runs import ModelRegistry, ServedRun
+from openhoof_router.learning.evaluation.calibrate import Scored, at_threshold, continue_decisions, fit_continue_threshold, fit_tool_thresholds, tradeoff
+from openhoof_router.learning.evaluation.evaluate import EvalItem, load_eval_items
+from openhoof_router.learning.data.groups import record_tools
+from openhoof_router.learning.run import engine_for, held_out_items
+
+
+def feedback_items(paths: Paths) -> list[EvalItem]:
+    """Logged decisions a person confirmed or corrected, as evaluation items."""
+    from openhoof_router.store.logs import read_joined
+
+    out = []
+    for item in read_joined(paths).items:
+        label = item.label
+        if label is not None:
+            rec = item.decision
+            out.append(EvalItem(rec.input.user_message, record_tools(rec), frozenset(label), list(rec.input.context),
+                                item.decision_id))
+    return out
+
+
+def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *, target: float = 0.9,
+                  threads: int | None = None, progress: bool = True, write: bool = True,
+                  plot: Path | None = None, base_model: Any = None) -> dict[str, Any]:
+    run = ServedRun.open(run_dir) if run_dir else ModelRegistry(paths).latest_run()
+    items = load_eval_items(data_file)[0] if data_file else held_out_items()
+    items += feedback_items(paths)
+    engine = engine_for(run, resolve_base_model(base_model, paths), threads, paths)
+    try:
+        decisions = continue_decisions(engine, items, progress=progress)
+        fit = fit_continue_threshold(engine, items, decisions=decisions)
+    finally:
+        engine.close()
+    scored = [Scored.of(d, item.expected, got) for d, item, got in
+              zip(decisions, items, at_threshold(decisions, fit.threshold))]
+    default, per_tool = fit_tool_thresholds(scored, target=target)
+    table = tradeoff(scored, per_tool, default or 0.0)
+    if plot is not None:
+        from openhoof_router.learning.evaluation.plots import plot_tradeoff
+
+        plot_tradeoff(scored, per_tool, default or 0.0, plot)
+    if write:
+        manifest = run.manifest
+        manifest.decoding.continue_threshold = fit.threshold
+        manifest.decoding.threshold = default
+        manifest.decoding.tool_thresholds = per_tool
+        manifest.save(run.path)
+    return {"run_id": run.run_id, "n": len(items), "continue_threshold": fit.threshold,
+            "continue_accuracy": fit.accuracy, "greedy_accuracy": fit.greedy_accuracy,
+            "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write}

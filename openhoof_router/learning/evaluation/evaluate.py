@@ -1,0 +1,218 @@
+"""Evaluation: exact tool-set accuracy (overall and per class: none / one / two or more),
+per-tool precision/recall/F1, no-tool false positives, latency, a confusion matrix, and
+the per-message results that paired comparisons need, on any file of records.
+
+Two record shapes are read:
+  - the seed's training records (``input.user_message``, ``input.tools`` names,
+    ``input.context``, ``output.tool_calls``);
+  - routing records that carry their own tool list each, like the BFCL-derived files:
+    ``{"messages": [{"role": "user", "content": ...}, ...], "tools": [OpenAI schemas],
+    "expected_tools": [names]}``; earlier turns in ``messages`` become the context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import BaseModel, Field
+
+from openhoof_router.core.engine import RouterEngine
+from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, TrainingRecord
+from openhoof_router.core.tools import ToolSpec, normalize_tools
+from openhoof_router.learning.data.groups import record_tools
+
+MULTI = "(several)"
+INVALID = "(invalid)"
+CLASSES = ("none", "one", "two+")
+
+
+@dataclass
+class EvalItem:
+    message: str
+    tools: list[ToolSpec]
+    expected: frozenset[str]
+    context: list[PastTurn] = field(default_factory=list)
+    id: str = ""
+
+    @property
+    def klass(self) -> str:
+        return CLASSES[min(len(self.expected), 2)]
+
+
+def to_item(data: dict, catalog: dict[str, ToolSpec] | None = None) -> EvalItem:
+    if "input" in data:
+        rec = TrainingRecord.model_validate(data)
+        return EvalItem(rec.input.user_message, record_tools(rec, catalog), rec.tool_set, list(rec.input.context),
+                        str(data.get("id", "")))
+    from langchain_core.messages import convert_to_messages
+
+    from openhoof_router.langchain.conversation import read_turn
+
+    messages = data.get("messages") or data.get("question")
+    if isinstance(messages, list) and messages and isinstance(messages[0], list):
+        messages = [m for turn in messages for m in turn]  # BFCL keeps turns as a list of lists
+    turn = read_turn(convert_to_messages(messages))
+    expected = data.get("expected_tools", data.get("expected", []))
+    return EvalItem(turn.text, normalize_tools(data["tools"]), frozenset(expected), turn.context,
+                    str(data.get("id", "")))
+
+
+def load_eval_items(path: Path) -> tuple[list[EvalItem], int]:
+    """Items of a JSONL (or JSON list) file; malformed entries are skipped and counted."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    rows.append(None)
+    items, skipped = [], 0
+    for row in rows:
+        try:
+            items.append(to_item(row))
+        except Exception:
+            skipped += 1
+    return items, skipped
+
+
+def items_digest(items: Sequence[EvalItem]) -> str:
+    """Identifies an evaluation set (per-message results are only comparable on the same one)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps([item.message, [t.name for t in item.tools], sorted(item.expected),
+                                  [c.model_dump() for c in item.context]], ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def label(tools: frozenset[str]) -> str:
+    if not tools:
+        return NO_TOOL
+    return next(iter(tools)) if len(tools) == 1 else MULTI
+
+
+class ToolScore(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class EvalReport(BaseModel):
+    n: int
+    accuracy: float
+    """Exact tool-set match."""
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """none / one / two+: {"n", "accuracy"}."""
+    invalid: int
+    no_tool_false_positive_rate: float | None
+    """Share of no-tool messages where the router picked a tool."""
+    latency_p50_ms: float
+    latency_p95_ms: float
+    per_tool: dict[str, ToolScore] = Field(default_factory=dict)
+    confusion: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """expected label -> predicted label -> count (labels: a tool, none, or (several))."""
+    correct: list[int] = Field(default_factory=list)
+    """1/0 per message, in order: what paired comparisons (the promotion gate) use."""
+    set_digest: str = ""
+    errors: list[dict] = Field(default_factory=list)
+    skipped: int = 0
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def predicted(decision: RoutingDecision) -> frozenset[str]:
+    return frozenset(decision.tool_names) if decision.valid else frozenset({INVALID})
+
+
+def score(items: Sequence[EvalItem], got: Sequence[frozenset[str]], latencies: Sequence[float] = (),
+          skipped: int = 0) -> EvalReport:
+    """Score predictions (one tool set per item) against the items."""
+    tp, fp, fn, support = Counter(), Counter(), Counter(), Counter()
+    confusion: dict[str, Counter] = {}
+    per_class: dict[str, list[int]] = {k: [] for k in CLASSES}
+    correct: list[int] = []
+    none_total = none_fp = 0
+    errors = []
+    for item, pred in zip(items, got):
+        ok = pred == item.expected
+        correct.append(int(ok))
+        per_class[item.klass].append(int(ok))
+        if not ok and len(errors) < 200:
+            errors.append({"message": item.message, "expected": sorted(item.expected), "got": sorted(pred)})
+        if not item.expected:
+            none_total += 1
+            none_fp += bool(pred)
+        for t in item.expected:
+            support[t] += 1
+            (tp if t in pred else fn)[t] += 1
+        for t in pred - item.expected:
+            fp[t] += 1
+        confusion.setdefault(label(item.expected), Counter())[INVALID if INVALID in pred else label(pred)] += 1
+    per_tool = {}
+    for t in sorted(set(support) | set(fp)):
+        p = tp[t] / (tp[t] + fp[t]) if tp[t] + fp[t] else 0.0
+        r = tp[t] / (tp[t] + fn[t]) if tp[t] + fn[t] else 0.0
+        per_tool[t] = ToolScore(precision=p, recall=r, f1=2 * p * r / (p + r) if p + r else 0.0, support=support[t])
+    return EvalReport(
+        n=len(items),
+        accuracy=sum(correct) / len(items) if items else 0.0,
+        per_class={k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in per_class.items() if v},
+        invalid=sum(INVALID in p for p in got),
+        no_tool_false_positive_rate=(none_fp / none_total) if none_total else None,
+        latency_p50_ms=_percentile(list(latencies), 50),
+        latency_p95_ms=_percentile(list(latencies), 95),
+        per_tool=per_tool,
+        confusion={k: dict(v) for k, v in confusion.items()},
+        correct=correct,
+        set_digest=items_digest(items),
+        errors=errors,
+        skipped=skipped,
+    )
+
+
+def route_all(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True,
+              desc: str = "evaluating") -> list[RoutingDecision]:
+    from tqdm.auto import tqdm
+
+    from openhoof_router.learning.trainers.loop import show_progress
+
+    return [engine.route(item.message, item.tools, context=item.context)
+            for item in tqdm(items, desc=desc, unit="msg", disable=not show_progress(progress))]
+
+
+def evaluate(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True, skipped: int = 0) -> EvalReport:
+    """Route every item and score the decisions."""
+    decisions = route_all(engine, items, progress=progress)
+    return score(items, [predicted(d) for d in decisions], [d.latency_ms for d in decisions], skipped)
+
+
+def cut_at(decision: RoutingDecision, continue_probs: Sequence[float], threshold: float) -> frozenset[str]:
+    """The tool set a decision decoded with threshold 0 would have had with ``threshold``."""
+    if not decision.valid:
+        return frozenset({INVALID})
+    names = decision.tool_names
+    for k, p in enumerate(continue_probs):
+        if p < threshold:
+            return frozenset(names[: k + 1])
+    return frozenset(names)
+
+
+def summary_row(report: EvalReport) -> dict[str, Any]:
+    """The report without the long parts (for manifests and tables)."""
+    return report.model_dump(exclude={"errors", "confusion", "correct"})

