@@ -8,7 +8,7 @@ tool list in one process: with the cached tool block, then re-reading the whole 
 each call, then with three earlier turns of context (cached block); prints p50/p95 of
 each, the speed-up of the cache, decisions that differ between the cached and uncached
 paths, and peak RSS. Default model: what a router would serve (promoted run, else the
-shipped general adapter).
+shipped general adapter; :func:`openhoof_router.serving.selection.serve`), loaded unprobed.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ import statistics
 import time
 from pathlib import Path
 
-from openhoof_router.models.loading import resolve_run
-from openhoof_router.core.engine import RouterEngine
-from openhoof_router.store.paths import Paths
 from openhoof_router.core.records import PastToolCall, PastTurn
-from openhoof_router.store.runs import ModelRegistry, RunError, general_run
 from openhoof_router.core.tools import builtin_tools, load_tools_file
 from openhoof_router.learning.data.assemble import curated_eval, curated_train
 from openhoof_router.learning.trainers.memory import peak_rss_mb
-from openhoof_router.learning.run import engine_for
+from openhoof_router.serving.selection import serve
+from openhoof_router.serving.settings import RouterSettings
 
 CONTEXT = [
     PastTurn(user="check disk space on the prod box", tools=[PastToolCall(name="exec", result="/dev/sda1 42% used")],
@@ -44,17 +41,6 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def served_model(arg: str | None):
-    if arg == "base":
-        return None
-    if arg:
-        return resolve_run(arg)
-    try:
-        return ModelRegistry(Paths.resolve()).latest_run()
-    except RunError:
-        return general_run()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -65,10 +51,13 @@ def main() -> None:
     args = ap.parse_args()
 
     tools = load_tools_file(args.tools) if args.tools else builtin_tools()
-    model = served_model(args.model)
     messages = [r.input.user_message for r in [*curated_eval(), *curated_train()]][: args.n]
+    settings = RouterSettings.of(None, backend="llama.cpp", n_threads=args.threads,
+                                 **({"model": args.model} if args.model else {}))
     t = time.perf_counter()
-    engine: RouterEngine = engine_for(model, None, args.threads)
+    selection = serve(settings, probe=False)
+    engine = selection.engine
+    assert engine is not None
     load_s = time.perf_counter() - t
     engine.route("warm up", tools)  # first call fills the prefix cache
     cached = [engine.route(m, tools, use_cache=True) for m in messages]
@@ -77,7 +66,7 @@ def main() -> None:
     c, n, x = ([d.latency_ms for d in ds] for ds in (cached, naive, context))
     result = {
         "device": f"CPU, {args.threads} threads",
-        "model": getattr(model, "run_id", None) or "base",
+        "model": selection.run_id or selection.source,
         "tools": len(tools),
         "messages": len(messages),
         "load_s": round(load_s, 2),

@@ -26,12 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from openhoof_router.models.base_model import resolve_base_model
-from openhoof_router.store.paths import Paths
-from openhoof_router.store.runs import ServedRun, general_run
 from openhoof_router.learning.data.assemble import curated_eval, followups_eval
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, load_eval_items, score, to_item
-from openhoof_router.learning.run import engine_for
+from openhoof_router.serving.selection import engine_for
+from openhoof_router.store.runs import ServedRun, general_run
 
 CATEGORIES = ("multiple", "live_multiple", "parallel_multiple", "irrelevance", "live_irrelevance", "live_simple")
 DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "bfcl"
@@ -73,8 +71,7 @@ def row_of(reports: dict[str, EvalReport]) -> dict[str, Any]:
 
 
 def evaluate_model(model: Any, sets: dict[str, list[EvalItem]], threads: int, label: str) -> dict[str, Any]:
-    paths = Paths.resolve()
-    engine = engine_for(model, resolve_base_model(None, paths), threads, paths)
+    engine = engine_for(model, n_threads=threads)
     try:
         engine.route("warm up", sets["openhoof"][0].tools)
         reports = {}

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from openhoof_router.store.paths import Paths
+
 
 def one_run(seed: int, root: Path, extra: list[str]) -> dict:
     home = root / f"seed-{seed}"
@@ -36,7 +38,7 @@ def one_run(seed: int, root: Path, extra: list[str]) -> dict:
                           stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    runs = sorted((home / "models" / "tool_router" / "runs").glob("*/manifest.json"))
+    runs = sorted(Paths.resolve(home=home).runs_dir.glob("*/manifest.json"))  # as the child resolves them
     if not runs:
         sys.exit(f"seed {seed}: no run was written (exit code {proc.returncode})")
     m = json.loads(runs[-1].read_text())
@@ -58,7 +60,7 @@ def one_run(seed: int, root: Path, extra: list[str]) -> dict:
         "no_tool_false_positive_rate": held["no_tool_false_positive_rate"],
         "general_accuracy": m["metrics"].get("general", {}).get("accuracy"),
         "incumbent_accuracy": m["metrics"]["incumbent"]["accuracy"],
-        "continue_threshold": m["decoding"]["continue_threshold"],
+        "rule": {k: m["decoding"][k] for k in ("top_threshold", "extra_threshold", "keep_threshold")},
         "latency_p50_ms": round(held["latency_p50_ms"], 1),
         "run": str(runs[-1].parent),
     }

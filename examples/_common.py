@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,20 +80,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("questions", nargs="*", help="messages to send (default: a few samples)")
     p.add_argument("--stand-in", action="store_true",
                    help="serve the embedded 270M base as the reasoner on loopback (no Qwen needed)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="router confidence threshold (default 0.5; 1.01 forces the fallback to all tools)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="router confidence threshold (default: the served run's fitted one; "
+                        "1.01 forces the fallback to all tools)")
     p.add_argument("--data-dir", default=None, help="where the logs go (default: OPENHOOF_DATA_DIR / ~/.openhoof)")
     return p
-
-
-def threshold(args: argparse.Namespace) -> float:
-    return args.threshold
 
 
 def stand_in_server() -> str:
     """Start llama-cpp-python's OpenAI-compatible server over the embedded base; returns its URL."""
     from openhoof_router.models.base_model import embedded_gguf
-    from loopback_server import serve_gguf
+
+    # the test suite's loopback server (tests/support, not part of the package): one stand-in for both
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support.loopback_server import serve_gguf
 
     server = serve_gguf(embedded_gguf().gguf)
     url = server.__enter__()

@@ -14,14 +14,14 @@ import json
 
 from langchain.agents import create_agent
 
-from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
+from _common import QUESTIONS, TOOLS, parser, reasoner
 from openhoof_router.langchain import ToolRouterMiddleware
 
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     middleware = ToolRouterMiddleware(max_tools=2, always_include=["list_tools"],
-                                      threshold=threshold(args), data_dir=args.data_dir)
+                                      threshold=args.threshold, data_dir=args.data_dir)
     agent = create_agent(model=reasoner(args), tools=TOOLS, middleware=[middleware],
                          system_prompt="You are OpenHoof, an operations agent.")
     for question in args.questions or QUESTIONS:

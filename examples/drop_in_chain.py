@@ -14,7 +14,7 @@ import json
 
 from langchain_core.prompts import ChatPromptTemplate
 
-from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
+from _common import QUESTIONS, TOOLS, parser, reasoner
 from openhoof_router import ToolRouter, decision_info
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--mode", choices=["narrow", "hint", "route"], default="narrow")
     args = p.parse_args()
-    router = ToolRouter(TOOLS, mode=args.mode, reasoner=reasoner(args), threshold=threshold(args),
+    router = ToolRouter(TOOLS, mode=args.mode, reasoner=reasoner(args), threshold=args.threshold,
                         data_dir=args.data_dir)
     prompt = ChatPromptTemplate.from_messages([
         ("system", "You are OpenHoof, an operations agent. Use a tool when the request needs one."),

@@ -11,14 +11,14 @@ import json
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
+from _common import QUESTIONS, TOOLS, parser, reasoner
 from openhoof_router import OutcomeCallbackHandler, ToolRouter
 from openhoof_router.langchain import router_node
 
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner(args), threshold=threshold(args),
+    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner(args), threshold=args.threshold,
                         data_dir=args.data_dir)
     graph = StateGraph(MessagesState)
     graph.add_node("agent", router_node(router))

@@ -14,7 +14,7 @@ import json
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
-from _common import QUESTIONS, TOOLS, parser, reasoner, threshold
+from _common import QUESTIONS, TOOLS, parser, reasoner
 from openhoof_router import ToolRouter, decision_info, read_joined
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     # With the stand-in, the router picks one tool and the reasoner is made to call it, so the
     # whole loop (decision → tool call → outcome) shows; a real Qwen3 decides on its own.
-    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner(args), threshold=threshold(args),
+    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner(args), threshold=args.threshold,
                         data_dir=args.data_dir, max_tools=1 if args.stand_in else 3,
                         force_tool=args.stand_in)
     by_name = {t.name: t for t in TOOLS}

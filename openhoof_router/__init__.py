@@ -2,6 +2,22 @@
 
 The public names below are imported on first use, so ``import openhoof_router`` stays
 light (no llama.cpp, torch or transformers until a model is loaded).
+
+Layers, lowest first; a module imports only from its own layer and lower ones, and the
+import graph (lazy imports included) has no cycle (``tests/unit/test_imports.py``):
+
+1. layout: ``store.paths`` (where files live) and the root helpers ``_lazy`` and ``extras``;
+   they import nothing of the package;
+2. core: the records, tools, prompt format, answer text and turn reader (``core/``, but
+   the modules that run a model, in layer 5);
+3. store: run manifests and the registry, the decision and outcome logs (``store/``);
+4. models: backends, the base model, LoRA, GGUF files, merging (``models/``);
+5. engine: ``core.decoding``, ``core.verdicts`` and ``core.engine``, which run a model;
+6. serving: the router service, thresholds and hot reload (``serving/``);
+7. langchain: the LangChain / LangGraph adapters (``langchain/``);
+8. learning: training, data assembly, evaluation (``learning/``);
+9. cli: ``hoof-route`` and ``hoof-train`` (``cli/``);
+10. this module, which only re-exports the public names.
 """
 
 from __future__ import annotations
@@ -11,27 +27,33 @@ from typing import TYPE_CHECKING
 from openhoof_router._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
-    from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN, OutcomeCallbackHandler  # noqa: F401
-    from openhoof_router.langchain.conversation import Turn, parse_turn  # noqa: F401
     from openhoof_router.core.engine import RouterEngine  # noqa: F401
+    from openhoof_router.core.prompt import PromptCodec  # noqa: F401
+    from openhoof_router.core.records import OutcomeRecord, PastTurn, RoutingDecision, TrainingRecord  # noqa: F401
+    from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools  # noqa: F401
+    from openhoof_router.langchain.conversation import Turn, parse_turn  # noqa: F401
     from openhoof_router.langchain.langgraph import router_node  # noqa: F401
     from openhoof_router.langchain.middleware import ToolRouterMiddleware  # noqa: F401
     from openhoof_router.langchain.reasoner import openai_compatible_reasoner  # noqa: F401
-    from openhoof_router.store.jsonl import LogWriteError  # noqa: F401
-    from openhoof_router.store.logs import DecisionLog, JoinedDecision, OutcomeLog, join_logs, read_joined  # noqa: F401
-    from openhoof_router.store.paths import Paths  # noqa: F401
-    from openhoof_router.core.prompt import PromptCodec  # noqa: F401
-    from openhoof_router.core.records import OutcomeRecord, PastTurn, RoutingDecision, TrainingRecord  # noqa: F401
+    from openhoof_router.langchain.runnable import ToolRouter  # noqa: F401
+    from openhoof_router.langchain.tracing import (  # noqa: F401
+        DECISION_ID_KEY,
+        DECISION_RUN,
+        OutcomeCallbackHandler,
+        decision_info,  # noqa: F401
+    )
     from openhoof_router.serving.reload import HotReloader  # noqa: F401
-    from openhoof_router.langchain.runnable import ToolRouter, decision_info  # noqa: F401
-    from openhoof_router.store.runs import ModelRegistry, RunManifest, ServedRun  # noqa: F401
     from openhoof_router.serving.service import RouterService, ThresholdPolicy  # noqa: F401
-    from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools  # noqa: F401
+    from openhoof_router.store.jsonl import LogWriteError  # noqa: F401
+    from openhoof_router.store.log_join import JoinedDecision, join_logs, read_joined  # noqa: F401
+    from openhoof_router.store.logs import DecisionLog, OutcomeLog  # noqa: F401
+    from openhoof_router.store.paths import Paths  # noqa: F401
+    from openhoof_router.store.runs import ModelRegistry, RunManifest, ServedRun  # noqa: F401
 
 _EXPORTS = {
     # routing
     "ToolRouter": "openhoof_router.langchain.runnable",
-    "decision_info": "openhoof_router.langchain.runnable",
+    "decision_info": "openhoof_router.langchain.tracing",
     "RouterService": "openhoof_router.serving.service",
     "ThresholdPolicy": "openhoof_router.serving.service",
     "parse_turn": "openhoof_router.langchain.conversation",
@@ -52,9 +74,9 @@ _EXPORTS = {
     # logs and feedback
     "DecisionLog": "openhoof_router.store.logs",
     "OutcomeLog": "openhoof_router.store.logs",
-    "JoinedDecision": "openhoof_router.store.logs",
-    "join_logs": "openhoof_router.store.logs",
-    "read_joined": "openhoof_router.store.logs",
+    "JoinedDecision": "openhoof_router.store.log_join",
+    "join_logs": "openhoof_router.store.log_join",
+    "read_joined": "openhoof_router.store.log_join",
     "LogWriteError": "openhoof_router.store.jsonl",
     "OutcomeCallbackHandler": "openhoof_router.langchain.tracing",
     "DECISION_ID_KEY": "openhoof_router.langchain.tracing",

@@ -1,18 +1,15 @@
-"""Shared fixtures: real files in temporary folders, the real embedded model."""
+"""Fixtures for both tiers: real files in temporary folders (unit), the real embedded model
+and a loopback server (integration; requested only by tests under tests/integration)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, SHARED  # noqa: F401 - re-exported for tests that import them from here
 
 from openhoof_router.store.paths import Paths
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(ROOT / "examples"))  # loopback_server: the stand-in reasoner the examples use too
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +46,8 @@ def base_ref(cache_dir):
 def engine(base_ref):
     """The real embedded base through llama.cpp. One thread: tests share the 2 cores with
     a loopback server, and llama.cpp's thread barriers slow 5-50x when oversubscribed."""
-    from openhoof_router.models.llamacpp import LlamaCppBackend
     from openhoof_router.core.engine import RouterEngine
+    from openhoof_router.models.llamacpp import LlamaCppBackend
 
     eng = RouterEngine(LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity))
     yield eng
@@ -67,7 +64,7 @@ def builtin():
 @pytest.fixture(scope="session")
 def server_url(base_ref, tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server over the embedded base, on loopback."""
-    from loopback_server import serve_gguf
+    from support.loopback_server import serve_gguf
 
     with serve_gguf(base_ref.gguf, log_dir=tmp_path_factory.mktemp("server")) as url:
         yield url

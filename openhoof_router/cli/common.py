@@ -18,45 +18,79 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-OK, FAILED, USAGE, NOT_PROMOTED, MISSING_PACKAGE, BAD_INPUT, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+from openhoof_router.extras import install_hint
+from openhoof_router.models import quiet
 
-# import name -> the extra that brings it
-EXTRAS = {
-    "torch": "train", "transformers": "train", "peft": "train", "trl": "train", "datasets": "train",
-    "accelerate": "train", "matplotlib": "train", "safetensors": "train", "sentencepiece": "train",
-    "llama_cpp": "llama", "mlx": "mlx-linux' (Linux) or 'openhoof-router[mac]", "mlx_lm": "mlx-linux",
-    "langchain": "langchain", "langchain_openai": "langchain", "langgraph": "langchain", "unsloth": "cuda",
-    "sentence_transformers": "bench",
-}
+OK, FAILED, USAGE, NOT_PROMOTED, MISSING_PACKAGE, BAD_INPUT, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def err(message: str) -> None:
-    click.secho(message, err=True, fg="red")
+    """One error line on stderr, spelled ``error: ...`` whoever raised it (click writes ``Error:``)."""
+    click.secho(f"error: {message}", err=True, fg="red")
 
 
-def install_hint(exc: ImportError) -> str:
-    top = (exc.name or str(exc)).split(".")[0]
-    extra = EXTRAS.get(top)
-    if extra is None:
-        return f"missing package: {exc}"
-    return f"missing package {top!r}: pip install 'openhoof-router[{extra}]'"
+class BadInput(click.ClickException):
+    """Input the command cannot use (no usable records, a run without an adapter): exit code 5."""
+
+    exit_code = BAD_INPUT
+
+
+def _conventional_main(main: Callable[..., Any]) -> NoReturn:
+    """Run click's ``main`` non-standalone and report its errors with this package's spelling."""
+    try:
+        result = main()
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            click.echo(f"{exc.ctx.get_usage()}\nTry '{exc.ctx.command_path} --help' for help.\n", err=True)
+        err(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        err(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err("interrupted")
+        sys.exit(INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else OK)
+
+
+class Command(click.Command):
+    """A top-level command whose usage errors read ``error: ...`` like every other error."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        _conventional_main(lambda: super(Command, self).main(args, prog_name, complete_var, False, **extra))
+
+
+class Group(click.Group):
+    """A command group whose usage errors read ``error: ...`` like every other error."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        _conventional_main(lambda: super(Group, self).main(args, prog_name, complete_var, False, **extra))
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from openhoof_router.core.tools import ToolError
+    from openhoof_router.learning.data import DataError
     from openhoof_router.models.backend import BackendError
     from openhoof_router.models.base_model import BaseModelError
-    from openhoof_router.models.merge import ExportError
     from openhoof_router.models.lora import AdapterError
+    from openhoof_router.models.merge import ExportError
     from openhoof_router.store.runs import RunError
-    from openhoof_router.core.tools import ToolError
 
-    return (ToolError, BackendError, BaseModelError, RunError, AdapterError, ExportError, FileNotFoundError)
+    return (ToolError, BackendError, BaseModelError, RunError, AdapterError, ExportError, DataError,
+            FileNotFoundError)
 
 
 def handle_errors(fn: F) -> F:
@@ -84,27 +118,30 @@ def handle_errors(fn: F) -> F:
         except _bad_input_types() as exc:
             if debug:
                 raise
-            err(f"error: {exc}")
+            err(str(exc))
             sys.exit(BAD_INPUT)
         except Exception as exc:
             if debug:
                 raise
-            err(f"failed: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            err(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             sys.exit(FAILED)
 
     return wrapper  # type: ignore[return-value]
 
 
 def debugging() -> bool:
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None:
-        if ctx.params.get("debug"):
-            return True
-        ctx = ctx.parent
-    return False
+    """``--debug`` given (it sets ``OPENHOOF_DEBUG`` for the process), or ``OPENHOOF_DEBUG`` set."""
+    return quiet.debugging()
+
+
+def _debug_option(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:  # eager, before any model loads: the libraries' own output shows as well
+        quiet.set_debugging(True)
+    return value
 
 
 def common_options(fn: F) -> F:
     """``--debug`` and ``--version`` for a top-level command."""
-    fn = click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(fn)
-    return click.version_option(package_name="openhoof-router", prog_name="openhoof-router")(fn)  # type: ignore[return-value]
+    fn = click.option("--debug", is_flag=True, is_eager=True, callback=_debug_option,
+                      help="Show tracebacks and what llama.cpp / transformers print (also: OPENHOOF_DEBUG=1).")(fn)
+    return click.version_option(package_name="openhoof-router", prog_name="openhoof-router")(fn)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from openhoof_router.core.prompt import END, clean_text
 from openhoof_router.core.records import NO_TOOL, ToolCall
@@ -52,7 +52,7 @@ def _candidates(text: str) -> list[tuple[str, dict]] | None:
             calls = [calls]
         if not isinstance(calls, list):
             return None
-        out = []
+        out: list[tuple[str, dict]] = []
         for call in calls:
             if isinstance(call, str):
                 out.append((call, {}))

@@ -25,14 +25,14 @@ the grammar lowers both the scores and the confidence: an untrained model is uns
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from openhoof_router.models.backend import Backend, BackendError
 from openhoof_router.core.prompt import AnswerVocabulary
 from openhoof_router.core.records import NO_TOOL
+from openhoof_router.models.backend import Backend, BackendError
 
 EXPLORE_MIN = 0.05
 DEFAULT_CONTINUE_THRESHOLD = 0.5
@@ -95,7 +95,7 @@ class _Cursor:
 
 @dataclass
 class _Node:
-    children: dict[int, "_Node"] = field(default_factory=dict)
+    children: dict[int, _Node] = field(default_factory=dict)
     label: str | None = None
     """The candidate whose token path ends here."""
 
@@ -140,7 +140,7 @@ def _slot(cursor: _Cursor, logits: np.ndarray, candidates: dict[str, tuple[int, 
         if lp is None:
             lp = _LogProbs(cursor.logits_after(path))
         child_mass = {token: mass * lp.prob(token) for token, _ in branches}
-        top = max(child_mass, key=child_mass.get)
+        top = max(child_mass, key=lambda k: child_mass[k])
         for token, child in branches:
             m = child_mass[token]
             if exact and (token == top or m >= explore_min):
@@ -184,7 +184,7 @@ def decode(
                 no_tool = p
             else:
                 scores[name] = max(scores.get(name, 0.0), reach * p)
-        best = max(probs, key=probs.get)
+        best = max(probs, key=lambda k: probs[k])
         confidence *= probs[best]
         if best == NO_TOOL:
             break

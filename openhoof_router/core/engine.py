@@ -22,19 +22,37 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from openhoof_router.models.loading import Backend, load_backend
 from openhoof_router.core.decoding import DEFAULT_CONTINUE_THRESHOLD, decode
-from openhoof_router.core.prompt import CONTEXT_TURNS, DETAIL_LEVELS, AnswerVocabulary, PromptCodec, clean_text
+from openhoof_router.core.prompt import (
+    CONTEXT_TURNS,
+    DETAIL_LEVELS,
+    PROMPT_FORMAT,
+    VERDICT_FORMAT,
+    AnswerVocabulary,
+    PromptCodec,
+    VerdictCodec,
+    clean_text,
+)
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
+from openhoof_router.core.verdicts import VerdictRule, confidence, read_verdicts
+from openhoof_router.models.loading import Backend, load_backend, resolve_run, run_decoding
 
 ANSWER_RESERVE = 64
 """Tokens kept free for the answer (several names and separators)."""
 MIN_USER_TOKENS = 48
 """The tool block may use the window only up to where this much room is left for the user turn."""
+USER_ROOM = 1024
+"""Room for the user turn when the window grows for a long tool list."""
+MAX_USER_TOKENS = 384
+"""Most tokens of one user turn (earlier turns + message): a routing decision needs the gist,
+and each token costs prefill time (~2-5 ms on 2 cores): 200 spelled ``<end_of_turn>`` are 1,200."""
+CHARS_PER_TOKEN = 8
+"""Text beyond this many characters per token of room is cut before it is tokenized."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +88,8 @@ class RouterEngine:
 
     def __init__(self, backend: Backend, *, max_tools: int = 3,
                  continue_threshold: float = DEFAULT_CONTINUE_THRESHOLD,
-                 context_turns: int = CONTEXT_TURNS) -> None:
+                 context_turns: int = CONTEXT_TURNS, prompt_format: str | None = None,
+                 rule: VerdictRule | None = None) -> None:
         if max_tools < 1:
             raise ValueError("max_tools must be at least 1")
         if not 0.0 <= continue_threshold <= 1.0:
@@ -78,16 +97,34 @@ class RouterEngine:
         self.max_tools = max_tools
         self.continue_threshold = continue_threshold
         self.context_turns = context_turns
+        self.max_user_tokens: int | None = MAX_USER_TOKENS
+        """Cap on the user turn's tokens (None: only the window bounds it)."""
         self._lock = threading.RLock()
         self._prepared: dict[tuple[str, ...], Prepared] = {}
         self.backend = backend
-        self.codec = PromptCodec(backend)
+        self.prompt_format = prompt_format or PROMPT_FORMAT
+        self.rule = rule or VerdictRule()
+        self.codec = self._codec(backend)
+
+    def _codec(self, backend: Backend) -> PromptCodec:
+        return VerdictCodec(backend) if self.prompt_format == VERDICT_FORMAT else PromptCodec(backend)
+
+    @property
+    def verdicts(self) -> bool:
+        """True when this engine scores every tool (format v3), False for the sequential answer (v2)."""
+        return isinstance(self.codec, VerdictCodec)
 
     @classmethod
     def load(cls, *, backend: str | None = "auto", base_model: Any = None, model: Any = None,
-             n_threads: int | None = None, max_tools: int = 3, **kwargs: Any) -> "RouterEngine":
-        return cls(load_backend(backend, base_model=base_model, model=model, n_threads=n_threads, **kwargs),
-                   max_tools=max_tools)
+             n_threads: int | None = None, max_tools: int = 3, **kwargs: Any) -> RouterEngine:
+        """Load exactly ``model`` (a run, a GGUF, None: the base) with the run's continue threshold.
+
+        No choice between runs and no probe: for what a router serves, use
+        :func:`openhoof_router.serving.selection.serve`. ``kwargs`` go to ``load_backend``.
+        """
+        target = resolve_run(model)
+        return cls(load_backend(backend, base_model=base_model, model=target, n_threads=n_threads, **kwargs),
+                   max_tools=max_tools, continue_threshold=run_decoding(target).continue_threshold)
 
     def prepare(self, tools: Iterable[Any]) -> Prepared:
         """Normalise and encode a tool list (cached per list and model)."""
@@ -96,13 +133,16 @@ class RouterEngine:
         prepared = self._prepared.get(key)
         if prepared is not None and prepared.backend is self.backend:
             return prepared
-        with self._lock:
+        with self._lock, self.backend.lock:
             backend, codec = self.backend, self.codec
-            budget = backend.n_ctx - ANSWER_RESERVE - MIN_USER_TOKENS
-            try:
-                prefix, level = codec.fit_tool_block(specs, budget)
+            reserve = self._answer_reserve(len(specs)) + MIN_USER_TOKENS
+            try:  # the most detailed block the largest window takes; the window grows for it if it can
+                prefix, level = codec.fit_tool_block(specs, backend.max_ctx - reserve)
+                if len(prefix) > backend.n_ctx - reserve:
+                    backend.ensure_window(len(prefix) + reserve + USER_ROOM)
+                    prefix, level = codec.fit_tool_block(specs, backend.n_ctx - reserve)
             except ValueError as exc:
-                raise ToolError(f"{exc} (context window {backend.n_ctx} tokens)") from None
+                raise ToolError(f"{exc} (context window {backend.max_ctx} tokens)") from None
             vocab = codec.vocabulary([s.name for s in specs])
         prepared = Prepared(specs, prefix, vocab, level, backend)
         if len(self._prepared) > 64:
@@ -117,7 +157,7 @@ class RouterEngine:
         started = time.perf_counter()
         text = clean_text(message).strip()
         context = list(context)[-self.context_turns:] if self.context_turns else []
-        with self._lock:
+        with self._lock, self.backend.lock:  # the backend's lock: other engines may share it
             prepared = self.prepare(tools)
             backend = self.backend
             ident = {"model": backend.model_id, "adapter": backend.adapter_id, "backend": backend.name}
@@ -128,9 +168,16 @@ class RouterEngine:
             if not text:
                 return RoutingDecision(confidence=1.0, no_tool_score=1.0, raw=NO_TOOL, latency_ms=elapsed(),
                                        notes=["empty message: no tool needed"], **ident)
-            room = backend.n_ctx - len(prepared.prefix) - ANSWER_RESERVE
+            room = backend.n_ctx - len(prepared.prefix) - self._answer_reserve(len(prepared.specs))
+            cut: list[str] = []
+            if self.max_user_tokens:
+                room = min(room, self.max_user_tokens)
+                text, cut = bound_text(text, CHARS_PER_TOKEN * room)
             try:
                 user = self.codec.fit_user_turn(text, context, room)
+                user.notes[:0] = cut
+                if self.verdicts:
+                    return self._verdict_decision(prepared, user, use_cache, elapsed, ident)
                 result = decode(backend, prepared.prefix, user.ids, prepared.vocab, max_tools=self.max_tools,
                                 continue_threshold=self.continue_threshold, use_cache=use_cache)
             except Exception as exc:  # a model fault must not take the caller down
@@ -149,14 +196,54 @@ class RouterEngine:
             **ident,
         )
 
+    def _answer_reserve(self, n_tools: int) -> int:
+        if self.verdicts:
+            return len(self.codec.segment(n_tools).ids) + 1  # type: ignore[attr-defined]
+        return ANSWER_RESERVE
+
+    def _verdict_decision(self, prepared: Prepared, user: Any, use_cache: bool, elapsed: Any,
+                          ident: dict[str, Any]) -> RoutingDecision:
+        codec = self.codec
+        assert isinstance(codec, VerdictCodec)
+        v = read_verdicts(self.backend, codec, prepared.prefix, user.ids, codec.segment(len(prepared.specs)),
+                          use_cache=use_cache)
+        rule = self.rule if self.rule.max_tools <= self.max_tools else VerdictRule(
+            self.rule.top_threshold, self.rule.extra_threshold, self.max_tools)
+        chosen = rule.select(v.tools)
+        names = [prepared.specs[i].name for i in chosen]
+        return RoutingDecision(
+            tool_calls=[ToolCall(name=n) for n in names],
+            confidence=confidence(v, chosen),
+            scores={s.name: round(p, 6) for s, p in zip(prepared.specs, v.tools, strict=False)},
+            no_tool_score=round(v.no_tool_score, 6),
+            latency_ms=elapsed(),
+            raw=",".join(names) or NO_TOOL,
+            notes=prepared.notes + user.notes,
+            context_turns=user.context_turns,
+            **ident,
+        )
+
     def swap_backend(self, backend: Backend) -> Backend:
         """Replace the model; calls in flight finish on the old one. Returns the old backend."""
         with self._lock:
             old, self.backend = self.backend, backend
-            self.codec = PromptCodec(backend)
+            self.codec = self._codec(backend)
             self._prepared.clear()
         return old
 
     def close(self) -> None:
+        """Give back the model (once: a shared model is freed when its last holder closes)."""
         with self._lock:
-            self.backend.close()
+            if not getattr(self, "_closed", False):
+                self._closed = True
+                self.backend.close()
+
+
+def bound_text(text: str, limit: int) -> tuple[str, list[str]]:
+    """``text`` cut to ``limit`` characters (its start and end kept) before it is tokenized, so
+    a huge message costs no more than one that fills the window; and the note saying so."""
+    if len(text) <= limit:
+        return text, []
+    head = (2 * limit) // 3
+    cut = text[:head] + "…" + text[len(text) - (limit - head - 1):]
+    return cut, [f"message cut from {len(text)} to {limit} characters before tokenizing"]

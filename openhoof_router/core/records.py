@@ -6,26 +6,50 @@ The training example keeps the seed's line format::
      "output": {"tool_calls": [{"name": str, "arguments": {}}]},
      "metadata": {"source": "manual_curated" | "synthetic" | "live" | ..., "tool": str}}
 
-An empty ``tool_calls`` list means "no tool needed". Two optional input keys extend it:
-``tool_schemas`` (the offered tools' OpenAI schemas, for tools outside the built-in catalog)
-and ``context`` (earlier turns of the conversation, :class:`PastTurn`).
+An empty ``tool_calls`` list means "no tool needed". Optional input keys extend it:
+``tool_schemas`` (the offered tools' OpenAI schemas, for tools outside the built-in catalog),
+``context`` (earlier turns of the conversation, :class:`PastTurn`) and, in the decision
+log, ``toolset`` (the hash of a tool list stored once beside the log, in place of
+``tools`` and ``tool_schemas``).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
 
 NO_TOOL = "none"
 """The answer, label and tool-threshold key that mean "this turn needs no tool"."""
+LIVE_SOURCE = "live"
+"""``metadata.source`` of a logged routing decision (and of the examples learnt from one)."""
+SUMMARY_FIELDS = frozenset({"decision_id", "confidence", "scores", "no_tool_score", "latency_ms", "valid",
+                            "fallback", "fallback_reason", "error", "notes", "model", "adapter", "backend"})
+"""The :class:`RoutingDecision` fields :meth:`RoutingDecision.summary` shows."""
 
 
 def new_id() -> str:
     """A short unique id for decisions and runs."""
     return uuid.uuid4().hex[:16]
+
+
+def clean_text(value: Any) -> Any:
+    """``value`` as a plain ``str`` every encoder accepts: lone surrogates (text decoded with
+    ``surrogateescape``, a broken client) become U+FFFD, ``str`` subclasses (LangChain's
+    ``message.text``) plain ``str``. Records sanitise here so no caller has to."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # utf-16 joins valid surrogate pairs, replaces lone ones
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value if type(value) is str else str.__str__(value)
+
+
+Text = Annotated[str, BeforeValidator(clean_text)]
+"""Free text in a record (messages, replies, tool output): sanitised by :func:`clean_text`."""
 
 
 class ToolCall(BaseModel):
@@ -38,16 +62,18 @@ class ToolCall(BaseModel):
 class PastToolCall(BaseModel):
     """A tool called in an earlier turn, with a short result text."""
 
-    name: str
-    result: str = ""
+    model_config = ConfigDict(validate_assignment=True)  # readers fill results in: sanitise those too
+    name: Text
+    result: Text = ""
 
 
 class PastTurn(BaseModel):
     """One earlier turn of the conversation, as the router sees it (compact by design)."""
 
-    user: str
+    model_config = ConfigDict(validate_assignment=True)
+    user: Text
     tools: list[PastToolCall] = Field(default_factory=list)
-    reply: str = ""
+    reply: Text = ""
 
 
 class RoutingDecision(BaseModel):
@@ -66,10 +92,10 @@ class RoutingDecision(BaseModel):
     continue_probs: list[float] = Field(default_factory=list)
     """After each named tool, the model's odds of naming another: ``P(,) / (P(,) + P(end))``."""
     latency_ms: float = 0.0
-    raw: str = ""
+    raw: Text = ""
     """The answer as text (names joined by ``,``, or ``none``)."""
-    error: str | None = None
-    notes: list[str] = Field(default_factory=list)
+    error: Text | None = None
+    notes: list[Text] = Field(default_factory=list)
     """What the router had to do to route at all: a message cut to fit, shortened tool
     descriptions, dropped context turns, an empty message."""
     context_turns: int = 0
@@ -90,14 +116,27 @@ class RoutingDecision(BaseModel):
     def no_tool(self) -> bool:
         return self.valid and not self.tool_calls
 
+    def summary(self, **extra: Any) -> dict[str, Any]:
+        """The decision as every view shows it: the decision log's metadata, the trace's
+        decision run and a delegated reply's ``response_metadata``. ``selected`` (the tool
+        names) and the :data:`SUMMARY_FIELDS` (latency rounded to microseconds), then
+        ``extra`` (what the view adds: ``mode``, the tools sent on)."""
+        data = {"selected": self.tool_names, **self.model_dump(include=set(SUMMARY_FIELDS))}
+        data["latency_ms"] = round(self.latency_ms, 3)
+        return {**data, **extra}
+
 
 class RecordInput(BaseModel):
     model_config = ConfigDict(extra="allow")
-    user_message: str
+    user_message: Text
     tools: list[str] = Field(default_factory=list)
     tool_schemas: list[dict[str, Any]] | None = None
     """The offered tools' schemas when they are not the built-in catalog's."""
     context: list[PastTurn] = Field(default_factory=list)
+    toolset: str | None = None
+    """Hash of the offered tool list stored once in ``toolsets/`` beside the log
+    (:mod:`~openhoof_router.store.toolsets`): a logged decision carries this instead of
+    ``tools`` / ``tool_schemas``, which readers fill back in."""
 
     @model_serializer(mode="wrap")
     def _seed_shape(self, handler: Any) -> dict[str, Any]:
@@ -107,6 +146,10 @@ class RecordInput(BaseModel):
             data.pop("context", None)
         if self.tool_schemas is None:
             data.pop("tool_schemas", None)
+        if self.toolset is None:
+            data.pop("toolset", None)
+        elif not self.tools:  # the names live in the toolset file
+            data.pop("tools", None)
         return data
 
 
@@ -141,11 +184,12 @@ class TrainingRecord(BaseModel):
         *,
         context: list[PastTurn] | None = None,
         tool_schemas: list[dict[str, Any]] | None = None,
+        toolset: str | None = None,
         **metadata: Any,
-    ) -> "TrainingRecord":
+    ) -> Self:
         return cls(
             input=RecordInput(user_message=message, tools=list(tools), context=list(context or []),
-                              tool_schemas=tool_schemas),
+                              tool_schemas=tool_schemas, toolset=toolset),
             output=RecordOutput(tool_calls=[ToolCall(name=n) for n in selected]),
             metadata={"source": source, "tool": ",".join(selected) or NO_TOOL, **metadata},
         )
@@ -156,7 +200,7 @@ class DecisionMetadata(BaseModel):
     """``metadata`` of a logged decision in ``training_data.jsonl``."""
 
     model_config = ConfigDict(extra="allow")
-    source: str = "live"
+    source: str = LIVE_SOURCE
     tool: str = NO_TOOL
     decision_id: str
     timestamp: float = Field(default_factory=time.time)
@@ -172,18 +216,25 @@ class DecisionMetadata(BaseModel):
     valid: bool = True
     fallback: bool = False
     fallback_reason: str | None = None
-    error: str | None = None
-    notes: list[str] = Field(default_factory=list)
+    error: Text | None = None
+    notes: list[Text] = Field(default_factory=list)
     truncated: bool = False
     """The logged message was cut to the log's length cap."""
     turn_key: str | None = None
     """Identifies the human turn (message id, or a hash of its content and context)."""
 
+    @classmethod
+    def of(cls, decision: RoutingDecision, **fields: Any) -> DecisionMetadata:
+        """The log metadata of ``decision``: its :meth:`~RoutingDecision.summary` (the names
+        joined into ``tool``), plus the log's own ``fields`` (mode, threshold, turn key, ...)."""
+        summary = decision.summary()
+        return cls(tool=",".join(summary.pop("selected")) or NO_TOOL, **summary, **fields)
+
 
 class LoggedDecision(TrainingRecord):
     """A line of ``training_data.jsonl``: a training record with typed decision metadata."""
 
-    metadata: DecisionMetadata
+    metadata: DecisionMetadata  # type: ignore[assignment]  # narrows the base record's free-form dict
 
 
 OutcomeKind = Literal["tool_end", "tool_error", "confirm", "correct"]
@@ -198,5 +249,5 @@ class OutcomeRecord(BaseModel):
     tool: str | None = None
     correct_tools: list[str] | None = None
     """For ``correct``: the right tool set (empty list = no tool was needed)."""
-    detail: str | None = None
+    detail: Text | None = None
     timestamp: float = Field(default_factory=time.time)

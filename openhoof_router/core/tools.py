@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from openhoof_router.store.paths import BUILTIN_TOOLS_FILE
 from openhoof_router.core.records import NO_TOOL
+from openhoof_router.store.paths import BUILTIN_TOOLS_FILE
 
 MAX_NAME_CHARS = 128
 # Any printable name routes (dots, dashes, slashes, unicode): only what would break the
@@ -135,10 +136,6 @@ def builtin_tools() -> list[ToolSpec]:
 
 def builtin_catalog() -> dict[str, ToolSpec]:
     return {t.name: t for t in _builtin()}
-
-
-def tool_names(tools: Sequence[ToolSpec]) -> list[str]:
-    return [t.name for t in tools]
 
 
 def needs_schemas(specs: Sequence[ToolSpec]) -> bool:

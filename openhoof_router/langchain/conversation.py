@@ -1,22 +1,22 @@
-"""Reading a LangChain conversation into what the router routes on.
+"""Reading a LangChain router input into what the router routes on.
 
 A :class:`Turn` is the latest human message (its text and id) plus the earlier turns as
-compact :class:`~openhoof_router.core.records.PastTurn` records: each earlier human message,
-the tools the assistant called after it with their results, and its final reply. System
-messages are not part of it (they do not change which tools a request needs).
+compact :class:`~openhoof_router.core.records.PastTurn` records, read by
+:mod:`openhoof_router.core.turns` (the one turn reader) from the messages mapped to plain lines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 
 from openhoof_router.core.prompt import CONTEXT_TURNS
-from openhoof_router.core.records import PastToolCall, PastTurn
-from openhoof_router.serving.service import turn_key
+from openhoof_router.core.records import PastTurn
+from openhoof_router.core.turns import ChatLine, latest_turn, turn_key
 
 
 @dataclass(frozen=True)
@@ -31,56 +31,71 @@ class Turn:
     message_id: str | None = None
     tools: Sequence[Any] | None = None
     """Tools given with the input (a dict's ``tools``), overriding the router's own."""
+    conversation: str | None = None
+    """The conversation the turn belongs to, from the run config (:func:`conversation_id`)."""
 
     @property
     def key(self) -> str:
-        """Identifies this human turn across the agent's model calls (see ``service.turn_key``)."""
-        return turn_key(self.text, self.context, self.message_id)
+        """Identifies this human turn across the agent's model calls
+        (:func:`~openhoof_router.core.turns.turn_key`)."""
+        return turn_key(self.text, self.context, self.message_id, self.conversation)
+
+
+CONVERSATION_KEYS = ("thread_id", "session_id", "conversation_id")
+"""Run-config keys that name a conversation, first found wins: LangGraph's ``thread_id``,
+``RunnableWithMessageHistory``'s ``session_id``, or your own ``conversation_id``."""
+
+
+def conversation_id(config: Mapping[str, Any] | None) -> str | None:
+    """The conversation a run belongs to: a :data:`CONVERSATION_KEYS` value in the config's
+    ``configurable`` (or ``metadata``), as ``"key=value"``; None when the config names none."""
+    for section in ("configurable", "metadata"):
+        values = (config or {}).get(section) or {}
+        for key in CONVERSATION_KEYS:
+            value = values.get(key)
+            if value is not None and value != "":
+                return f"{key}={value}"
+    return None
 
 
 def _text(message: BaseMessage) -> str:
-    return message.text if isinstance(message.text, str) else str(message.content)
+    return str(message.text) if isinstance(message.text, str) else str(message.content)
 
 
-def past_turns(messages: Sequence[BaseMessage], limit: int = CONTEXT_TURNS) -> list[PastTurn]:
-    """Earlier turns from a message history (oldest first, the last ``limit``)."""
-    turns: list[PastTurn] = []
-    pending: dict[str, PastToolCall] = {}
-    for message in messages:
-        if isinstance(message, HumanMessage):
-            turns.append(PastTurn(user=_text(message)))
-            pending = {}
-        elif not turns:
-            continue  # system prompt, or assistant lines before any human turn
-        elif isinstance(message, AIMessage):
-            for call in message.tool_calls:
-                past = PastToolCall(name=call["name"])
-                turns[-1].tools.append(past)
-                if call.get("id"):
-                    pending[call["id"]] = past
-            text = _text(message).strip()
-            if text and not message.tool_calls:
-                turns[-1].reply = text
-        elif isinstance(message, ToolMessage):
-            past = pending.get(message.tool_call_id)
-            if past is not None:
-                past.result = _text(message)
-    return turns[-limit:] if limit else []
+def _line(message: BaseMessage) -> ChatLine:
+    if isinstance(message, HumanMessage):
+        return ChatLine("user", _text(message), message_id=message.id)
+    if isinstance(message, AIMessage):
+        return ChatLine("assistant", _text(message), tuple((c["name"], c.get("id")) for c in message.tool_calls))
+    if isinstance(message, ToolMessage):
+        return ChatLine("tool", _text(message), tool_call_id=message.tool_call_id)
+    return ChatLine("system")  # system and other messages: not part of a turn
 
 
 def read_turn(messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None,
-              context_turns: int = CONTEXT_TURNS) -> Turn:
+              context_turns: int = CONTEXT_TURNS, conversation: str | None = None) -> Turn:
     """The latest human turn of ``messages`` with its context; ValueError when there is none."""
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if isinstance(message, HumanMessage):
-            return Turn(list(messages), _text(message), past_turns(messages[:index], context_turns),
-                        message.id, tools)
-    raise ValueError("the input holds no human turn to route on")
+    lines = [_line(m) for m in messages]
+    index, context = latest_turn(lines, context_turns)
+    return Turn(list(messages), lines[index].text, context, lines[index].message_id, tools, conversation)
 
 
-def parse_turn(value: Any, context_turns: int = CONTEXT_TURNS) -> Turn:
-    """Read a string, message, message list, prompt value or dict into a :class:`Turn`.
+def merge_chunks(chunks: Sequence[Any]) -> Any:
+    """A streamed input put back together (chunks added up; one that cannot be added replaces)."""
+    if not chunks:
+        raise ValueError("ToolRouter received no input")
+    final = chunks[0]
+    for chunk in chunks[1:]:
+        try:
+            final = final + chunk
+        except TypeError:
+            final = chunk
+    return final
+
+
+def parse_turn(value: Any, context_turns: int = CONTEXT_TURNS, conversation: str | None = None) -> Turn:
+    """Read a string, message, message list, prompt value or dict into a :class:`Turn`
+    (of ``conversation``, when given: see :func:`conversation_id`).
 
     Dicts: ``{"messages": [...]}`` or ``{"input": str | message, "chat_history": [...]}``,
     optionally with ``"tools"``. Raises ``ValueError`` when there is no human turn.
@@ -107,4 +122,4 @@ def parse_turn(value: Any, context_turns: int = CONTEXT_TURNS) -> Turn:
         messages = convert_to_messages(value)
     else:
         raise TypeError(f"cannot route on a {type(value).__name__}: give a string, messages or a dict")
-    return read_turn(messages, tools, context_turns)
+    return read_turn(messages, tools, context_turns, conversation)

@@ -17,23 +17,40 @@ and leaves the model call to your own node; :func:`selected_tools` reads it back
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from openhoof_router.core.records import RoutingDecision
 from openhoof_router.core.tools import to_spec
+from openhoof_router.serving.settings import RouterSettings
 
 DECISION_KEY = "routing"
 
 
 def router_node(
-    router: Any,
+    router: Any = None,
     *,
+    tools: Sequence[Any] | None = None,
+    settings: RouterSettings | None = None,
     messages_key: str = "messages",
     decision_key: str = DECISION_KEY,
 ) -> Runnable:
-    """A node (sync and async) over a ``ToolRouter``; callbacks and tags flow through ``config``."""
+    """A node (sync and async) over a ``ToolRouter``; callbacks and tags flow through ``config``,
+    and so does the graph's ``thread_id``, which keys the router's turn memory (one decision
+    per human turn of each thread).
+
+    ``router``: the :class:`~openhoof_router.langchain.runnable.ToolRouter` to run; default: a
+    ``route``-mode one over ``tools`` with ``settings``
+    (:class:`~openhoof_router.serving.settings.RouterSettings`; default: from the environment).
+    """
+    if router is None:
+        from openhoof_router.langchain.runnable import ToolRouter
+
+        router = ToolRouter(tools, mode="route", settings=settings)
+    elif tools is not None or settings is not None:
+        raise TypeError("pass a router, or tools and settings for a new one, not both")
 
     def node(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         out = router.invoke({"messages": state[messages_key]}, config)

@@ -35,17 +35,18 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Sequence, Union
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage
 from langchain_core.runnables.config import ensure_config, run_in_executor
 
-from openhoof_router.langchain.tracing import atrace_decision, trace_decision
-from openhoof_router.langchain.conversation import Turn, read_turn
 from openhoof_router.core.records import RoutingDecision
-from openhoof_router.langchain.runnable import annotate, summary
 from openhoof_router.core.tools import ToolError
+from openhoof_router.langchain.conversation import Turn, conversation_id, read_turn
+from openhoof_router.langchain.tracing import annotate, atrace_decision, reply_summary, trace_decision
+from openhoof_router.serving.settings import RouterSettings
 
 if TYPE_CHECKING:
     from openhoof_router.langchain.runnable import ToolRouter
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIDDLEWARE_MODE = "middleware"
-OnParsingFailure = Union[Literal["error", "none", "all"], list[str], Callable[[RoutingDecision], list[str]]]
+OnParsingFailure = Literal["error", "none", "all"] | list[str] | Callable[[RoutingDecision], list[str]]
 UPSTREAM_SYSTEM_PROMPT = "Your goal is to select the most relevant tools for answering the user's query."
 
 
@@ -68,9 +69,13 @@ class ToolRouterMiddleware(AgentMiddleware):
         always_include: tool names always passed on; not routed over, not counted.
         on_parsing_failure: what to pass on when the decision is unusable (see module docs).
         router: the :class:`~openhoof_router.langchain.runnable.ToolRouter` to use (its own tools are
-            ignored: the request's are routed over). Default: one built from ``router_options``.
-        router_options: for the default router's service (``threshold``, ``tool_thresholds``,
-            ``data_dir``, ``model`` as a run folder under the name ``router_model``, ...).
+            ignored: the request's are routed over). Default: one built from ``settings``.
+        settings: the default router's settings
+            (:class:`~openhoof_router.serving.settings.RouterSettings`, e.g.
+            ``RouterSettings(model="runs/ID")`` for a trained run; default: from the
+            ``OPENHOOF_*`` environment variables).
+        overrides: settings fields applied over ``settings`` (``threshold=``,
+            ``tool_thresholds=``, ``data_dir=``, ...; ``model`` is upstream's, above).
     """
 
     def __init__(
@@ -82,15 +87,16 @@ class ToolRouterMiddleware(AgentMiddleware):
         always_include: list[str] | None = None,
         max_retries: int = 1,
         on_parsing_failure: OnParsingFailure = "all",
-        router: "ToolRouter | None" = None,
-        **router_options: Any,
+        router: ToolRouter | None = None,
+        settings: RouterSettings | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
         if isinstance(model, str):
             raise ValueError(
                 f"model={model!r} names a chat model for LLMToolSelectorMiddleware's selection; "
                 "ToolRouterMiddleware selects with its local router and never calls a chat model. "
-                "Drop model= (a trained router run goes in router_model=)."
+                "Drop model= (a trained router run goes in settings=RouterSettings(model=...) or OPENHOOF_MODEL)."
             )
         ignored = [name for name, value, default in (("model", model, None), ("system_prompt", system_prompt,
                    UPSTREAM_SYSTEM_PROMPT), ("max_retries", max_retries, 1)) if value != default]
@@ -108,11 +114,9 @@ class ToolRouterMiddleware(AgentMiddleware):
         if router is None:
             from openhoof_router.langchain.runnable import ToolRouter
 
-            if "router_model" in router_options:
-                router_options["model"] = router_options.pop("router_model")
-            router = ToolRouter(mode="route", **router_options)
-        elif router_options:
-            raise TypeError("pass router options or a router, not both")
+            router = ToolRouter(mode="route", settings=RouterSettings.of(settings, **overrides))
+        elif settings is not None or overrides:
+            raise TypeError("pass router settings or a router, not both")
         self.router = router
         self.max_tools = max_tools
         self.always_include = list(always_include or [])
@@ -133,7 +137,9 @@ class ToolRouterMiddleware(AgentMiddleware):
         if not routable:
             return None
         try:
-            turn = read_turn(request.messages, routable, self.router.service.engine.context_turns)
+            # The agent's run config names the conversation (LangGraph's thread_id), if any.
+            turn = read_turn(request.messages, routable, self.router.service.engine.context_turns,
+                             conversation_id(ensure_config()))
         except ValueError:
             return None  # no human turn: nothing to route on
         return routable, turn
@@ -175,7 +181,7 @@ class ToolRouterMiddleware(AgentMiddleware):
     @staticmethod
     def _annotate(response: Any, decision: RoutingDecision | None, sent: list[str]) -> Any:
         if decision is not None:
-            info = summary(decision, MIDDLEWARE_MODE, sent)
+            info = reply_summary(decision, MIDDLEWARE_MODE, sent)
             for message in getattr(response, "result", None) or [response]:
                 if isinstance(message, AIMessage):
                     annotate(message, info)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DEFAULT_MODEL_NAME = "Qwen3-8B"
-
 SERVERS: dict[str, tuple[str, str]] = {
     # name: (base URL, how that server names Qwen3-8B by default)
     "ollama": ("http://localhost:11434/v1", "qwen3:8b"),

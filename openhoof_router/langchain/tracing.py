@@ -1,4 +1,8 @@
-"""Outcome logging from inside a LangChain / LangGraph run.
+"""How routing decisions show in a LangChain / LangGraph run, and outcome logging from inside it.
+
+Each decision is a child run (:data:`DECISION_RUN`, :func:`trace_decision`) whose metadata is
+the decision's summary, and a delegated reply carries the same summary in
+``response_metadata[METADATA_KEY]`` (:func:`annotate`, read back with :func:`decision_info`).
 
 Attach :class:`OutcomeCallbackHandler` to the agent run (``config={"callbacks": [handler]}``).
 It writes one :class:`~openhoof_router.core.records.OutcomeRecord` per tool that finishes
@@ -23,50 +27,64 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
+from openhoof_router.core.records import RoutingDecision
 from openhoof_router.store.logs import OutcomeLog
 from openhoof_router.store.paths import Paths
-from openhoof_router.core.records import RoutingDecision
 
 logger = logging.getLogger(__name__)
 
 DECISION_RUN = "openhoof_route"
 """Name of the child run that records each routing decision in the callback tree."""
-DECISION_ID_KEY = "openhoof_decision_id"
+TRACE_PREFIX = "openhoof_"
+"""Prefix of the decision's summary keys in run metadata (flat keys, so tracers can filter)."""
+DECISION_ID_KEY = TRACE_PREFIX + "decision_id"
 """Run-metadata key naming the decision a run belongs to (the decision run, tool runs)."""
+METADATA_KEY = "openhoof_router"
+"""Key of the routing summary in a delegated reply's ``response_metadata``."""
 
 
 def decision_metadata(decision: RoutingDecision, mode: str) -> dict[str, Any]:
-    """What a trace shows of a decision (the decision run's metadata and output)."""
-    return {
-        DECISION_ID_KEY: decision.decision_id,
-        "openhoof_tools": decision.tool_names,
-        "openhoof_scores": decision.scores,
-        "openhoof_no_tool_score": decision.no_tool_score,
-        "openhoof_confidence": decision.confidence,
-        "openhoof_latency_ms": round(decision.latency_ms, 2),
-        "openhoof_model": decision.model,
-        "openhoof_adapter": decision.adapter,
-        "openhoof_fallback": decision.fallback,
-        "openhoof_fallback_reason": decision.fallback_reason,
-        "openhoof_mode": mode,
-    }
+    """What a trace shows of a decision (the decision run's metadata and output): its
+    :meth:`~openhoof_router.core.records.RoutingDecision.summary` and mode, keys prefixed."""
+    return {TRACE_PREFIX + key: value for key, value in decision.summary(mode=mode).items()}
+
+
+def reply_summary(decision: RoutingDecision, mode: str, sent: Sequence[str]) -> dict[str, Any]:
+    """The routing summary put on replies (``response_metadata["openhoof_router"]``): the
+    decision's summary, the mode and the names of the tools sent to the reasoner."""
+    return decision.summary(mode=mode, sent_tools=list(sent))
+
+
+def annotate(message: Any, info: dict[str, Any]) -> Any:
+    """``message`` with ``info`` under :data:`METADATA_KEY` in its ``response_metadata``."""
+    if isinstance(message, BaseMessage):
+        message.response_metadata[METADATA_KEY] = info
+    return message
+
+
+def decision_info(message: BaseMessage) -> dict[str, Any] | None:
+    """The routing summary a router put on a reply (:func:`reply_summary`: decision id,
+    selected and sent tools, scores, confidence, fallback, model, ...)."""
+    return (getattr(message, "response_metadata", None) or {}).get(METADATA_KEY)
 
 
 _RECORDER = RunnableLambda(lambda payload: payload, name=DECISION_RUN)
 
 
 def _decision_config(config: RunnableConfig | None, meta: dict[str, Any]) -> RunnableConfig:
-    config = dict(config or {})
-    config["metadata"] = {**(config.get("metadata") or {}), **meta}
-    config.pop("run_name", None)
-    config.pop("run_id", None)
-    return config  # type: ignore[return-value]
+    out: dict[str, Any] = dict(config or {})
+    out["metadata"] = {**(out.get("metadata") or {}), **meta}
+    out.pop("run_name", None)
+    out.pop("run_id", None)
+    return out  # type: ignore[return-value]  # a plain dict with RunnableConfig's keys
 
 
 def trace_decision(decision: RoutingDecision, config: RunnableConfig | None, mode: str) -> None:

@@ -15,23 +15,34 @@ import hashlib
 import json
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from openhoof_router.models.base_model import resolve_base_model
-from openhoof_router.models.device import hardware, training_backend
-from openhoof_router.store.paths import Paths
-from openhoof_router.store.runs import GENERAL_DIR, BaseModelInfo, Decoding, ModelRegistry, RunFiles, RunManifest
-from openhoof_router.learning.evaluation.calibrate import fit_continue_threshold
 from openhoof_router.learning.config import OPENHOOF_PASSES, SEAL_GROUPS, TrainConfig
-from openhoof_router.learning.evaluation.evaluate import evaluate, summary_row
-from openhoof_router.learning.data.general_corpus import SEAL_ATTRIBUTION, general_groups, load_extras, load_seal, seal_groups
-from openhoof_router.learning.data.shipped_samples import CALIBRATION_FILE, GATE_FILE, REPLAY_FILE, gate_records, group_to_row, write_jsonl
-from openhoof_router.learning.trainers.memory import PeakMemory
-from openhoof_router.learning.run import GGUF_NAME, engine_for, general_items, held_out_items, train_with
+from openhoof_router.learning.data.general_corpus import (
+    SEAL_ATTRIBUTION,
+    general_groups,
+    load_extras,
+    load_seal,
+    seal_groups,
+)
+from openhoof_router.learning.data.shipped_samples import (
+    CALIBRATION_FILE,
+    GATE_FILE,
+    REPLAY_FILE,
+    SAMPLE_FILES,
+    gate_records,
+    group_to_row,
+    write_jsonl,
+)
+from openhoof_router.learning.procedure import RunClock, RunPlan, carry_out
+from openhoof_router.learning.run import general_items, held_out_items
+from openhoof_router.models.base_model import resolve_base_model
+from openhoof_router.models.lora import ADAPTER_CONFIG, PEFT_WEIGHTS
+from openhoof_router.store.paths import Paths, resolve_paths
+from openhoof_router.store.runs import GENERAL_DIR, ModelRegistry, RunFiles, RunLayout, RunManifest
 
 GENERAL_DEFAULTS = TrainConfig(epochs=1, batch_size=8, lr=2e-4, seed=0, val_fraction=0.0, start_from="none",
                                replay=0)
@@ -72,79 +83,39 @@ def pretrain(
     console: Console | None = None,
     checkpoint_every: int = 250,
 ) -> RunManifest:
-    paths = paths or Paths.resolve()
+    """Train the general adapter from the bare base (:func:`~openhoof_router.learning.procedure.carry_out`,
+    never promoted); ``ship``: copy it into the package. Returns its manifest."""
+    paths = resolve_paths(paths)
     cfg = cfg or GENERAL_DEFAULTS
-    console = console or Console(stderr=True)
     base = resolve_base_model(base_model, paths)
-    registry = ModelRegistry(paths)
-    run_dir = registry.new_run_dir("general")
-    peak = PeakMemory().start()
-    t0 = time.perf_counter()
-    durations: dict[str, float] = {}
-
-    console.print("[bold cyan]▸ building the general corpus[/]")
-    corpus = load_seal(corpus_dir)
-    samples = build_samples(corpus_dir, run_dir / "samples")
-    groups = general_groups(corpus, seal_groups_n=seal_groups_n, openhoof_passes=openhoof_passes, seed=data_seed)
-    digest = hashlib.sha256(json.dumps([group_to_row(g) for g in groups], ensure_ascii=False).encode()).hexdigest()
-    n_examples = sum(len(g.samples) for g in groups)
-    console.print(f"  {len(groups)} tool lists, {n_examples} requests ({SEAL_ATTRIBUTION} + OpenHoof data)")
-    durations["data_s"] = time.perf_counter() - t0
-
-    backend = training_backend(cfg.backend)
-    console.print(f"[bold cyan]▸ training the general adapter on {backend}[/]")
-    t = time.perf_counter()
-    result = train_with(backend, groups, [], cfg, run_dir, base, paths, progress=progress,
-                        checkpoint_every=checkpoint_every if backend == "cpu" else 0)
-    durations["train_s"] = time.perf_counter() - t
-
-    console.print("[bold cyan]▸ merging, calibrating, evaluating[/]")
-    t = time.perf_counter()
-    from openhoof_router.models.merge import merge_lora_gguf
-
-    gguf = merge_lora_gguf(base.gguf, result.adapter_dir, run_dir / GGUF_NAME, name="openhoof-router general")
-    engine = engine_for(gguf, base, cfg.threads)
-    try:
-        fit = fit_continue_threshold(engine, general_items(path=run_dir / "samples" / CALIBRATION_FILE.name),
-                                     progress=progress)
-        engine.continue_threshold = fit.threshold
-        gate = evaluate(engine, general_items(path=run_dir / "samples" / GATE_FILE.name), progress=progress)
-        held = evaluate(engine, held_out_items(), progress=progress)
-    finally:
-        engine.close()
-    durations["evaluate_s"] = time.perf_counter() - t
-    durations["total_s"] = time.perf_counter() - t0
-    manifest = RunManifest(
-        run_id=run_dir.name,
-        kind="general",
-        base_model=BaseModelInfo(name=base.name, sha256=base.sha256),
-        backend=result.backend,
-        hyperparameters={**cfg.model_dump(mode="json"), "seal_groups": seal_groups_n,
-                         "openhoof_passes": openhoof_passes, "data_seed": data_seed},
-        data={"corpus": SEAL_ATTRIBUTION,
-              "corpus_sha256": {p.name: _sha256(p) for p in sorted(Path(corpus_dir).glob("*.jsonl"))},
-              "groups": len(groups), "n_examples": n_examples, "groups_sha256": digest, **samples},
-        files=RunFiles(peft=result.adapter_dir.name, gguf=gguf.name),
-        decoding=Decoding(continue_threshold=fit.threshold),
-        metrics={"general_gate": summary_row(gate), "openhoof_held_out": summary_row(held),
-                 "continue_fit": {"threshold": fit.threshold, "accuracy": fit.accuracy,
-                                  "greedy_accuracy": fit.greedy_accuracy}},
-        train={"steps": result.steps, "examples": result.examples, "peak_rss_mb": result.peak_rss_mb,
-               "peak_gpu_mb": result.peak_gpu_mb},
-        durations={k: round(v, 1) for k, v in durations.items()},
-        peak_rss_mb=max(peak.stop(), result.peak_rss_mb),
-        hardware=hardware(),
-    )
-    (run_dir / "history.json").write_text(json.dumps(result.history, indent=1))
-    manifest.save(run_dir)
-    from openhoof_router.learning.evaluation.plots import plot_loss
-
-    plot_loss(result.history, run_dir / "loss.png", title="general adapter: training loss")
-    console.print(f"general gate sample {gate.accuracy:.1%}, OpenHoof held-out {held.accuracy:.1%}, "
-                  f"continue threshold {fit.threshold}; {durations['total_s'] / 60:.1f} min")
+    layout = RunLayout(root=ModelRegistry(paths).new_run_dir("general"))
+    with RunClock(console) as clock:
+        with clock.stage("building the general corpus", "data_s"):
+            corpus = load_seal(corpus_dir)
+            samples = build_samples(corpus_dir, layout.samples)
+            groups = general_groups(corpus, seal_groups_n=seal_groups_n, openhoof_passes=openhoof_passes,
+                                    seed=data_seed)
+            rows = json.dumps([group_to_row(g) for g in groups], ensure_ascii=False)
+            n_examples = sum(len(g.samples) for g in groups)
+            clock.console.print(f"  {len(groups)} tool lists, {n_examples} requests "
+                                f"({SEAL_ATTRIBUTION} + OpenHoof data)")
+        plan = RunPlan(
+            kind="general", run_dir=layout.root, cfg=cfg, base=base, train=groups,
+            calibration=general_items(path=layout.samples / CALIBRATION_FILE.name),
+            evaluations={"general_gate": general_items(path=layout.samples / GATE_FILE.name),
+                         "openhoof_held_out": held_out_items()},
+            data={"corpus": SEAL_ATTRIBUTION,
+                  "corpus_sha256": {p.name: _sha256(p) for p in sorted(Path(corpus_dir).glob("*.jsonl"))},
+                  "groups": len(groups), "n_examples": n_examples,
+                  "groups_sha256": hashlib.sha256(rows.encode()).hexdigest(), **samples},
+            hyperparameters={"seal_groups": seal_groups_n, "openhoof_passes": openhoof_passes, "data_seed": data_seed},
+            checkpoint_every=checkpoint_every,
+            loss_title="general adapter: training loss",
+        )
+        manifest = carry_out(plan, paths, clock, progress=progress)
     if ship:
-        ship_general(run_dir, manifest)
-        console.print(f"shipped into {GENERAL_DIR}")
+        ship_general(layout.root, manifest)
+        clock.console.print(f"shipped into {GENERAL_DIR}")
     return manifest
 
 
@@ -154,15 +125,15 @@ def ship_general(run_dir: Path, manifest: RunManifest) -> None:
     from safetensors.numpy import load_file, save_file
 
     GENERAL_DIR.mkdir(parents=True, exist_ok=True)
-    adapter = run_dir / (manifest.files.peft or "peft")
-    weights = load_file(str(adapter / "adapter_model.safetensors"))
-    save_file({k: v.astype("float16") for k, v in weights.items()}, str(GENERAL_DIR / "adapter_model.safetensors"))
-    config = json.loads((adapter / "adapter_config.json").read_text())
+    adapter = run_dir / (manifest.files.peft or RunLayout.PEFT_DIR)
+    weights = load_file(str(adapter / PEFT_WEIGHTS))
+    save_file({k: v.astype("float16") for k, v in weights.items()}, str(GENERAL_DIR / PEFT_WEIGHTS))
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text())
     config["base_model_name_or_path"] = manifest.base_model.name  # not this machine's cache path
-    (GENERAL_DIR / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    (GENERAL_DIR / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
     shipped = manifest.model_copy(deep=True)
     shipped.files = RunFiles(peft=".")
     shipped.base_model.path = None
     shipped.save(GENERAL_DIR)
-    for name in (GATE_FILE.name, CALIBRATION_FILE.name, REPLAY_FILE.name):
-        shutil.copy2(run_dir / "samples" / name, GATE_FILE.parent / name)
+    for shipped_file in SAMPLE_FILES:
+        shutil.copy2(RunLayout(root=run_dir).samples / shipped_file.name, shipped_file)

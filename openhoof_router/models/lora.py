@@ -17,8 +17,11 @@ import numpy as np
 LoraFactors = dict[str, tuple[np.ndarray, np.ndarray, float]]
 """HF module path (``model.layers.0.self_attn.q_proj``) -> (A: rank x in, B: out x rank, scale)."""
 
-PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")
-MLX_FILES = ("adapters.safetensors", "adapter_config.json")
+ADAPTER_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+MLX_WEIGHTS = "adapters.safetensors"
+PEFT_FILES = (PEFT_WEIGHTS, ADAPTER_CONFIG)
+MLX_FILES = (MLX_WEIGHTS, ADAPTER_CONFIG)
 
 
 class AdapterError(ValueError):
@@ -51,19 +54,19 @@ def read_lora(folder: Path) -> LoraFactors:
         raise AdapterError(f"{folder} holds no LoRA adapter (PEFT {' + '.join(PEFT_FILES)} or "
                            f"mlx-lm {' + '.join(MLX_FILES)})")
     try:
-        config = json.loads((folder / "adapter_config.json").read_text())
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
         if kind == "peft":
             rank = config["r"]
             alpha = config.get("lora_alpha", rank)
             scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
-            weights = load_file(str(folder / PEFT_FILES[0]))
+            weights = load_file(str(folder / PEFT_WEIGHTS))
             return {_module(key.split(".lora_A.")[0]): (a.astype(np.float32),
                                                         weights[key.replace(".lora_A.", ".lora_B.")].astype(np.float32),
                                                         float(scale))
                     for key, a in weights.items() if ".lora_A." in key}
         # mlx-lm: y += scale * (x @ a) @ b, with a: in x rank, b: rank x out
         scale = float(config["lora_parameters"]["scale"])
-        weights = load_file(str(folder / MLX_FILES[0]))
+        weights = load_file(str(folder / MLX_WEIGHTS))
         return {_module(key.removesuffix(".lora_a")): (a.T.astype(np.float32),
                                                        weights[key[:-1] + "b"].T.astype(np.float32), scale)
                 for key, a in weights.items() if key.endswith(".lora_a")}

@@ -19,15 +19,15 @@ module preloads it when it can.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from openhoof_router.models import mlx_toolkit
+from openhoof_router.models.backend import Backend, BackendError, HFTokensMixin, PrefixCache
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
 from openhoof_router.store.paths import Paths
-from openhoof_router.models.backend import Backend, BackendError, HFTokensMixin, PrefixCache
 
 mlx_toolkit.preload_mkl()  # before anything imports mlx.core
 
@@ -86,6 +86,7 @@ class MLXBackend(HFTokensMixin, Backend):
         return [KVCache() for _ in self.model.layers]
 
     def _snapshot(self) -> list:
+        assert self._cache is not None, "start() makes the cache"
         out = []
         for c in self._cache:
             off = c.offset
@@ -105,6 +106,7 @@ class MLXBackend(HFTokensMixin, Backend):
         self._cache, self._offset = cache, snap[0][2] if snap else 0
 
     def _forward(self, ids: Sequence[int], *, logits: bool):
+        assert self._cache is not None, "start() makes the cache"
         mx = self._mx
         x = mx.array([list(ids)], dtype=mx.int32)
         if self._inner is None:  # unknown layout: the full model, every position through the head
@@ -160,7 +162,7 @@ class MLXBackend(HFTokensMixin, Backend):
             c.trim(c.offset - mark)
         self._offset = mark
 
-    def close(self) -> None:
+    def _free(self) -> None:
         self._states.clear()
         self._cache = None
         self._current = None

@@ -34,8 +34,9 @@ import os
 import platform
 import site
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, cast
 
 _REEXEC_FLAG = "OPENHOOF_MKL_REEXEC"
 DEFAULT_THREADING_LAYER = "SEQUENTIAL"
@@ -231,8 +232,8 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
     # float32 throughout: bfloat16 matmuls are slow on CPU and the checkpoint is float32
     from mlx.utils import tree_flatten, tree_map
 
-    if any(p.dtype != mx.float32 and mx.issubdtype(p.dtype, mx.floating)
-           for _, p in tree_flatten(model.parameters())):
+    params = cast("list[tuple[str, Any]]", tree_flatten(model.parameters()))  # typed as list or dict
+    if any(p.dtype != mx.float32 and mx.issubdtype(p.dtype, mx.floating) for _, p in params):
         model.update(tree_map(lambda p: p.astype(mx.float32) if mx.issubdtype(p.dtype, mx.floating) else p,
                               model.parameters()))
         mx.eval(model.parameters())

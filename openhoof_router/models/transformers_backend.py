@@ -11,15 +11,16 @@ backend trades speed for simplicity: it is the reference the others are checked 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from openhoof_router.models.base_model import BaseModelRef
-from openhoof_router.store.paths import Paths
-from openhoof_router.models.lora import AdapterError, delta, read_lora
 from openhoof_router.models.backend import Backend, BackendError, HFTokensMixin, PrefixCache
+from openhoof_router.models.base_model import BaseModelRef
+from openhoof_router.models.lora import AdapterError, delta, read_lora
+from openhoof_router.store.paths import Paths
 
 
 def add_lora(model: Any, adapter: Path) -> int:
@@ -43,7 +44,9 @@ class TransformersBackend(HFTokensMixin, Backend):
 
     def __init__(self, base: BaseModelRef, *, adapter: Path | None = None, n_threads: int | None = None,
                  n_ctx: int = 2048, paths: Paths | None = None, adapter_id: str | None = None,
-                 model: Any = None, tokenizer: Any = None) -> None:
+                 model: Any = None, tokenizer: Any = None, cache_float: bool | None = None) -> None:
+        """``cache_float``: write the base's float32 copy into the cache on first use (default:
+        ``OPENHOOF_CACHE_FLOAT``, on); off, the GGUF is converted in memory at every load."""
         try:
             import torch
 
@@ -54,7 +57,11 @@ class TransformersBackend(HFTokensMixin, Backend):
         if n_threads:
             torch.set_num_threads(n_threads)
         if model is None:
-            model, tokenizer = load_float_model(base, paths)
+            if cache_float is None:
+                from openhoof_router.models.device import ModelSettings
+
+                cache_float = ModelSettings().cache_float
+            model, tokenizer = load_float_model(base, paths, cache=cache_float)
         if adapter is not None:
             adapter = Path(adapter)
             try:
@@ -75,7 +82,9 @@ class TransformersBackend(HFTokensMixin, Backend):
         torch = self._torch
         with torch.no_grad():
             out = self.model(input_ids=torch.tensor([list(ids)]), cache=cache, use_cache=True)
-        return out.logits[0, -1].float().numpy(), out.past_key_values
+        # ``cache`` is transformers 5's name; reading ``past_key_values`` logs a deprecation warning
+        cache = getattr(out, "cache", None)
+        return out.logits[0, -1].float().numpy(), cache if cache is not None else out.past_key_values
 
     def start(self, prefix: Sequence[int], *, use_cache: bool = True) -> None:
         if len(prefix) > self.n_ctx:
@@ -102,6 +111,6 @@ class TransformersBackend(HFTokensMixin, Backend):
         self._length, cache = mark
         self._cache = copy.deepcopy(cache)
 
-    def close(self) -> None:
+    def _free(self) -> None:
         self._states.clear()
         self._cache = None

@@ -1,17 +1,15 @@
-"""Loading a run safely, and hot reload: follow the ``latest`` pointer without a restart.
-
-:func:`load_checked` is the one way a router takes a model: load it, route a probe
-message, and close it again if the probe fails (a corrupt merge can load and still produce
-NaNs). Start-up and hot reload both use it.
+"""Hot reload: follow the ``latest`` pointer without a restart.
 
 The trainer writes ``runs/ID`` and switches ``latest.json`` atomically
 (:meth:`~openhoof_router.store.runs.ModelRegistry.promote`). :meth:`HotReloader.poll` is
 called on every routing call; at most every ``interval`` seconds it compares the pointer's
 (mtime, size) stamp, which is one ``stat``. On a change the new run is loaded *outside* the
-engine lock (on a background thread by default, so no caller waits), checked, and only
-then swapped in with :meth:`RouterEngine.swap_backend`; calls in flight finish on the old
-model. A run that fails to load or to probe is refused: the old model keeps serving, a
-warning is logged and :attr:`HotReloader.last_error` says why.
+engine lock (on a background thread by default, so no caller waits) and checked by
+:func:`~openhoof_router.serving.selection.serve` (``promoted_only``: the same checks as at
+start-up), and only then swapped in (the service's
+:meth:`~openhoof_router.core.engine.RouterEngine.swap_backend`); calls in flight finish on
+the old model. A run that fails to load or to probe is refused: the old model keeps
+serving, a warning is logged and :attr:`HotReloader.last_error` says why.
 """
 
 from __future__ import annotations
@@ -20,47 +18,23 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from openhoof_router.models.loading import Backend, BackendError
-from openhoof_router.core.engine import RouterEngine
-from openhoof_router.store.runs import ModelRegistry, ServedRun
-from openhoof_router.core.tools import builtin_tools
+from openhoof_router.serving.selection import RunRefused, Selection
+from openhoof_router.store.runs import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-PROBE_MESSAGE = "Check disk space on the server"
-
-Loader = Callable[[Any], Backend]
-"""Turns a model target (a :class:`ServedRun`, ``None`` for the base) into a backend."""
-
-
-def probe_backend(backend: Backend) -> None:
-    """Raise ``BackendError`` unless ``backend`` routes a probe message sanely (finite scores,
-    a valid decision)."""
-    decision = RouterEngine(backend).route(PROBE_MESSAGE, builtin_tools())
-    if not decision.valid:
-        raise BackendError(f"probe route failed: {decision.error}")
-
-
-def load_checked(load: Loader, target: Any) -> Backend:
-    """Load ``target`` and probe it; a backend that fails the probe is closed, never returned."""
-    backend = load(target)
-    try:
-        probe_backend(backend)
-    except Exception:
-        backend.close()
-        raise
-    return backend
-
 
 class HotReloader:
-    """Watches the ``latest`` pointer and hands new runs to ``swap`` when it changes.
+    """Watches the ``latest`` pointer and hands new runs to ``install`` when it changes.
 
     Args:
         registry: where the pointer lives.
-        load: turns a :class:`ServedRun` into a backend.
-        swap: installs a checked backend and its run (the service's engine swap).
+        select: loads and checks the promoted run (``serve(..., promoted_only=True)``);
+            raises (:class:`~openhoof_router.serving.selection.RunRefused`) to refuse it.
+        install: puts a selection into service (the service's engine swap).
         interval: seconds between pointer checks (0: every call).
         background: load on a daemon thread (``poll`` never blocks) or inline.
         current_run: the run served now, if any.
@@ -71,8 +45,8 @@ class HotReloader:
     def __init__(
         self,
         registry: ModelRegistry,
-        load: Loader,
-        swap: Callable[[Backend, ServedRun], None],
+        select: Callable[[], Selection],
+        install: Callable[[Selection], None],
         *,
         interval: float = 2.0,
         background: bool = True,
@@ -80,8 +54,8 @@ class HotReloader:
         stamp: Any = "read",
     ) -> None:
         self.registry = registry
-        self.load = load
-        self.swap = swap
+        self.select = select
+        self.install = install
         self.interval = interval
         self.background = background
         self.current_run = current_run
@@ -124,22 +98,19 @@ class HotReloader:
             if stamp == self._seen:
                 return False
             self._seen = stamp  # a refused run is not retried until the pointer moves again
-            pointer = self.registry.latest()
-            run_id = pointer.run_id if pointer else None
             started = time.perf_counter()
             try:
-                run = self.registry.latest_run()
-                backend = load_checked(self.load, run)
+                selection = self.select()
             except Exception as exc:  # anything: the old model must keep serving
-                self.last_error = f"refused run {run_id!r}: {exc}"
-                self.history.append({"run_id": run_id, "ok": False, "error": str(exc),
+                self.last_error = str(exc) if isinstance(exc, RunRefused) else f"refused the promoted run: {exc}"
+                self.history.append({"run_id": getattr(exc, "run_id", None), "ok": False, "error": self.last_error,
                                      "seconds": time.perf_counter() - started, "at": time.time()})
                 logger.warning("openhoof-router hot reload %s; still serving %s", self.last_error,
                                repr(self.current_run) if self.current_run else "the model it had")
                 return False
-            self.swap(backend, run)
-            self.current_run, self.last_error = run.run_id, None
-            self.history.append({"run_id": run.run_id, "ok": True, "error": None,
+            self.install(selection)
+            self.current_run, self.last_error = selection.run_id, None
+            self.history.append({"run_id": selection.run_id, "ok": True, "error": None,
                                  "seconds": time.perf_counter() - started, "at": time.time()})
-            logger.info("openhoof-router now serving run %s", run.run_id)
+            logger.info("openhoof-router now serving run %s", selection.run_id)
             return True

@@ -6,205 +6,103 @@ that turns unsure decisions into fallbacks, the decision log, explicit feedback,
 memory that routes each human turn once. :class:`~openhoof_router.langchain.runnable.ToolRouter`,
 the agent middleware and the LangGraph node are thin adapters over it.
 
-Which model serves (``model=None``): the promoted run (``latest.json``), else the shipped
-general adapter; a promoted run that fails to load or to probe is refused with a warning
-and the general adapter serves instead (``serving`` and ``last_reload_error`` say so).
-``model="base"`` pins the untrained base, ``model="general"`` the shipped adapter, a path
-any run folder or GGUF; a pinned model is not hot-reloaded.
+Which model serves and with which thresholds is decided by
+:func:`~openhoof_router.serving.selection.serve` (promoted run → general adapter → base,
+refusing broken candidates with a warning; ``serving`` and ``last_reload_error`` say what
+was refused); every setting is a field of
+:class:`~openhoof_router.serving.settings.RouterSettings`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+import json
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-from openhoof_router.models.loading import Backend, load_backend, resolve_run
 from openhoof_router.core.engine import RouterEngine
-from openhoof_router.store.logs import DEFAULT_MAX_MESSAGE_CHARS, DecisionLog, OutcomeLog, resolve_paths
-from openhoof_router.store.paths import Paths
-from openhoof_router.core.prompt import CONTEXT_TURNS
 from openhoof_router.core.records import NO_TOOL, OutcomeRecord, PastTurn, RoutingDecision
-from openhoof_router.serving.reload import HotReloader, load_checked
-from openhoof_router.store.runs import ModelRegistry, ServedRun, general_run
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
+from openhoof_router.serving.policy import ThresholdPolicy
+from openhoof_router.serving.reload import HotReloader
+from openhoof_router.serving.selection import Selection, serve
+from openhoof_router.serving.settings import RouterSettings
+from openhoof_router.serving.turn_memory import TurnMemory
+from openhoof_router.store.logs import DecisionLog, OutcomeLog
+from openhoof_router.store.paths import Paths
+from openhoof_router.store.runs import Decoding, ModelRegistry
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLD = 0.5
-
-
-@dataclass
-class ThresholdPolicy:
-    """When to follow a decision: every tool it names, or its "no tool", must score at least
-    its threshold (``per_tool``, else ``default``); otherwise it is a fallback."""
-
-    default: float = DEFAULT_THRESHOLD
-    per_tool: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.default < 0 or any(v < 0 for v in self.per_tool.values()):
-            raise ValueError("thresholds must be >= 0")
-
-    def required(self, names: Sequence[str]) -> float:
-        """The highest threshold among ``names`` (``[]``: the no-tool threshold)."""
-        return max(self.per_tool.get(n, self.default) for n in (names or [NO_TOOL]))
-
-    def judge(self, decision: RoutingDecision) -> float:
-        """Mark ``decision`` as a fallback when it should not be followed; returns the bar it had."""
-        if not decision.valid:
-            decision.fallback, decision.fallback_reason = True, "invalid"
-            return self.required(decision.tool_names)
-        pairs = ([(n, decision.scores.get(n, 0.0)) for n in decision.tool_names]
-                 or [(NO_TOOL, decision.no_tool_score)])
-        for name, score in pairs:
-            if score < self.per_tool.get(name, self.default):
-                decision.fallback = True
-                decision.fallback_reason = f"tool_threshold:{name}" if name in self.per_tool else "low_confidence"
-                break
-        return self.required(decision.tool_names)
-
-
-def turn_key(text: str, context: Sequence[PastTurn] = (), message_id: str | None = None) -> str:
-    """Identifies a human turn: its message id, else a hash of its text and earlier turns."""
-    if message_id:
-        return f"id:{message_id}"
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
-    for turn in context:
-        digest.update(turn.model_dump_json().encode("utf-8", "surrogatepass"))
-    return "sha:" + digest.hexdigest()[:24]
+__all__ = ["RouterService", "RouterSettings", "ThresholdPolicy", "UnknownDecisionError"]
 
 
 class RouterService:
     """The local router: route, apply thresholds, log, take feedback, follow promotions.
 
     Args:
+        settings: what to serve and how (:class:`RouterSettings`; default: from the
+            ``OPENHOOF_*`` environment variables).
         engine: an existing :class:`RouterEngine` to use (pinned; not closed by :meth:`close`).
-        model: what to serve (see the module docs); default: promoted run, else general.
-        base_model, backend, n_threads: passed to the model loader.
-        max_tools: most tools one decision may name.
-        threshold: default score a decision needs to be followed (``0``: follow every
-            valid decision; ``> 1``: never). Default: the run's fitted value, else 0.5.
-        tool_thresholds: per-tool thresholds (``"none"`` for the no-tool answer); they
-            override the run's fitted ones.
-        context_turns: earlier turns of the conversation the router reads.
-        paths, home, data_dir, models_dir: where logs and models live (``Paths.resolve``).
-        log_decisions: append decisions to ``training_data.jsonl``.
-        max_logged_chars: cap on the logged message (``None``: no cap).
-        hot_reload: follow promotions of ``latest``; default: on unless the model is pinned.
-        reload_interval: seconds between pointer checks.
-        reload_in_background: load new runs on a background thread (callers never wait).
-        turn_memory: how many human turns to remember (each is routed and logged once).
+        paths: the folders (default: the settings' ``home``, ``data_dir``, ``models_dir``,
+            ``cache_dir``); when given, those settings are not used.
+        overrides: settings fields (``model=``, ``threshold=``, ``data_dir=``, ...) applied
+            over ``settings``.
 
     Raises:
+        TypeError / SettingsError: an unknown setting, or an invalid value.
         LogWriteError: the data folder cannot be written (when logging).
         BackendError / BaseModelError: the model cannot be loaded.
     """
 
-    def __init__(
-        self,
-        *,
-        engine: RouterEngine | None = None,
-        model: Any = None,
-        base_model: Any = None,
-        backend: str = "auto",
-        n_threads: int | None = None,
-        max_tools: int = 3,
-        threshold: float | None = None,
-        tool_thresholds: Mapping[str, float] | None = None,
-        context_turns: int = CONTEXT_TURNS,
-        paths: Paths | None = None,
-        home: str | os.PathLike[str] | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        models_dir: str | os.PathLike[str] | None = None,
-        log_decisions: bool = True,
-        max_logged_chars: int | None = DEFAULT_MAX_MESSAGE_CHARS,
-        hot_reload: bool | None = None,
-        reload_interval: float = 2.0,
-        reload_in_background: bool = True,
-        turn_memory: int = 1024,
-    ) -> None:
-        self._explicit_threshold = threshold
-        self._explicit_tool_thresholds = dict(tool_thresholds or {})
-        self.policy = ThresholdPolicy(DEFAULT_THRESHOLD if threshold is None else float(threshold),
-                                      {k: float(v) for k, v in self._explicit_tool_thresholds.items()})
-        self.paths = resolve_paths(paths or Paths.resolve(home=home, models_dir=models_dir), data_dir)
-        self.decision_log = DecisionLog(self.paths, enabled=log_decisions, max_message_chars=max_logged_chars)
+    def __init__(self, settings: RouterSettings | None = None, *, engine: RouterEngine | None = None,
+                 paths: Paths | None = None, **overrides: Any) -> None:
+        self.settings = settings = RouterSettings.of(settings, **overrides)
+        self.paths = paths or settings.paths()
+        self.decision_log = DecisionLog(self.paths, enabled=settings.log_decisions,
+                                        max_message_chars=settings.max_logged_chars)
         self._outcome_log: OutcomeLog | None = None
         self.registry = ModelRegistry(self.paths)
-        self._turns: OrderedDict[tuple[str, tuple[str, ...]], RoutingDecision] = OrderedDict()
-        self._turn_memory = turn_memory
-        self._lock = threading.Lock()
-        self.serving: dict[str, Any] = {}
-        """What serves now: ``{"source": "promoted" | "general" | "base" | "pinned" | "engine", "run": id}``."""
-        self.startup_error: str | None = None
-
-        kind = engine.backend.name if engine is not None and backend == "auto" else backend
-
-        def load(target: Any) -> Backend:
-            return load_backend(kind, base_model=base_model, model=target, n_threads=n_threads, paths=self.paths)
-
-        pinned = engine is not None or model is not None
-        follow = (not pinned) if hot_reload is None else hot_reload
+        self.turns = TurnMemory(settings.turn_memory)
+        """Each human turn's decision (routed once, whatever the concurrency)."""
+        self._decided: deque[str] = deque(maxlen=10_000)  # recent decision ids: feedback on them is valid
         stamp = self.registry.pointer_stamp()  # before loading: a promotion meanwhile is seen later
         self._owns_engine = engine is None
-        if engine is not None:
-            self.engine = engine
-            self.serving = {"source": "engine", "run": engine.backend.adapter_id}
-        else:
-            backend_obj, run, source = self._startup(load, model)
-            self.engine = RouterEngine(backend_obj, max_tools=max_tools, context_turns=context_turns)
-            self._apply_run(run)
-            self.serving = {"source": source, "run": run.run_id if run else None}
+        # A caller's engine keeps its own continue threshold; only the thresholds come from the settings.
+        self.selection = serve(settings, paths=self.paths) if engine is None else Selection(
+            source="engine", policy=ThresholdPolicy.served(Decoding(), settings.threshold, settings.tool_thresholds))
+        """What serves now, and what was refused on the way (see :func:`serve`)."""
+        self.engine: RouterEngine = engine if engine is not None else _built(self.selection)
+        self.policy: ThresholdPolicy = self.selection.policy
+        self.startup_error: str | None = "; ".join(self.selection.refused) or None
         self.reloader: HotReloader | None = None
-        if follow:
-            self.reloader = HotReloader(self.registry, load, self._install, interval=reload_interval,
-                                        background=reload_in_background, current_run=self.serving.get("run"),
-                                        stamp=stamp)
+        pinned = engine is not None or settings.model is not None
+        if (not pinned) if settings.hot_reload is None else settings.hot_reload:
+            # a caller's engine: new runs load on its kind of backend
+            follow = (RouterSettings.of(settings, backend=engine.backend.name)
+                      if engine is not None and settings.backend == "auto" else settings)
+            self.reloader = HotReloader(self.registry, lambda: serve(follow, paths=self.paths, promoted_only=True),
+                                        self._install, interval=settings.reload_interval,
+                                        background=settings.reload_in_background,
+                                        current_run=self.serving.get("run"), stamp=stamp)
             self.reloader.last_error = self.startup_error
 
     # -- models ----------------------------------------------------------------------------
-    def _startup(self, load: Any, model: Any) -> tuple[Backend, ServedRun | None, str]:
-        if model is not None:
-            target = None if str(model) == "base" else resolve_run(model)
-            run = target if isinstance(target, ServedRun) else None
-            return load_checked(load, target), run, "base" if target is None else "pinned"
-        pointer = self.registry.latest()
-        if pointer is not None:
-            try:
-                run = self.registry.latest_run()
-                return load_checked(load, run), run, "promoted"
-            except Exception as exc:  # a broken promotion must not stop the service
-                self.startup_error = f"refused run {pointer.run_id!r} at startup: {exc}"
-                logger.warning("openhoof-router %s; serving the general adapter", self.startup_error)
-        general = general_run()
-        if general is not None:
-            return load_checked(load, general), general, "general"
-        logger.warning("openhoof-router: no promoted run and no general adapter: serving the untrained "
-                       "base, whose decisions are mostly wrong (train one: hoof-train run)")
-        return load_checked(load, None), None, "base"
+    @property
+    def serving(self) -> dict[str, Any]:
+        """What serves now: ``{"source": "promoted" | "general" | "base" | "pinned" | "engine",
+        "run": id, "refused": [reasons]}``."""
+        if self.selection.source == "engine":
+            return {"source": "engine", "run": self.engine.backend.adapter_id, "refused": []}
+        return self.selection.summary()
 
-    def _apply_run(self, run: ServedRun | None) -> None:
-        """Serve ``run``'s fitted decoding settings, unless the caller set thresholds explicitly."""
-        decoding = run.manifest.decoding if run is not None else None
-        self.engine.continue_threshold = decoding.continue_threshold if decoding else 0.5
-        if self._explicit_threshold is None:
-            self.policy.default = decoding.threshold if decoding and decoding.threshold is not None \
-                else DEFAULT_THRESHOLD
-        fitted = dict(decoding.tool_thresholds) if decoding else {}
-        self.policy.per_tool = {**fitted, **self._explicit_tool_thresholds}
-
-    def _install(self, backend: Backend, run: ServedRun) -> None:
-        old = self.engine.swap_backend(backend)
+    def _install(self, selection: Selection) -> None:
+        """Hot reload: swap the promoted run's backend in and serve its decoding settings."""
+        assert selection.backend is not None
+        old = self.engine.swap_backend(selection.backend)
         old.close()  # swap_backend waited for calls in flight; nobody uses it now
-        self._apply_run(run)
-        self.serving = {"source": "promoted", "run": run.run_id}
-        with self._lock:
-            self._turns.clear()
+        selection.apply(self.engine)
+        self.policy, self.selection = selection.policy, selection
+        self.turns.clear()
 
     @property
     def last_reload_error(self) -> str | None:
@@ -222,29 +120,28 @@ class RouterService:
               turn: str | None = None, mode: str = "route") -> RoutingDecision:
         """Route ``message``, apply the thresholds, log the decision and return it.
 
-        ``turn`` (see :func:`turn_key`) makes the call idempotent per human turn: a second
-        call with the same turn and tools returns the first decision, unlogged. Raises
-        ``ToolError`` for a bad tool list; model trouble comes back as a fallback decision.
+        ``turn`` (see :func:`~openhoof_router.core.turns.turn_key`) makes the call idempotent
+        per human turn: a second call with the same turn and tools returns the first decision,
+        unlogged, and calls made while it is being routed wait for it (threads and asyncio
+        alike). Raises ``ToolError`` for a bad tool list; model trouble comes back as a
+        fallback decision.
         """
         specs = normalize_tools(tools)
-        memo = (turn, tuple(s.name for s in specs)) if turn else None
-        if memo is not None:
-            with self._lock:
-                hit = self._turns.get(memo)
-            if hit is not None:
-                return hit
-        if self.reloader is not None:
-            self.reloader.poll()
-        decision = self.engine.route(message, specs, context=context)
-        required = self.policy.judge(decision)
-        self.decision_log.record(decision, message, specs, mode=mode, threshold=required, context=context,
-                                 turn_key=turn)
-        if memo is not None:
-            with self._lock:
-                self._turns[memo] = decision
-                while len(self._turns) > self._turn_memory:
-                    self._turns.popitem(last=False)
-        return decision
+
+        def route() -> RoutingDecision:
+            if self.reloader is not None:
+                self.reloader.poll()
+            decision = self.engine.route(message, specs, context=context)
+            required = self.policy.judge(decision)
+            self.decision_log.record(decision, message, specs, mode=mode, threshold=required, context=context,
+                                     turn_key=turn)
+            self._decided.append(decision.decision_id)
+            return decision
+
+        if not turn:
+            return route()
+        # Concurrent calls for one turn wait for the first one's decision (single-flight).
+        return self.turns.route_once((turn, tuple(s.name for s in specs)), route)
 
     # -- feedback --------------------------------------------------------------------------
     @property
@@ -254,17 +151,34 @@ class RouterService:
         return self._outcome_log
 
     def confirm(self, decision_id: str, detail: str | None = None) -> OutcomeRecord:
-        """Explicit feedback: the decision was right."""
+        """Explicit feedback: the decision was right.
+
+        Raises :class:`UnknownDecisionError` (nothing is written) when ``decision_id`` is
+        neither one of this router's recent decisions nor in the decision log: an outcome for
+        it could never be joined to a decision, so it would teach nothing.
+        """
+        self._check_known(decision_id)
         return self.outcome_log.confirm(decision_id, detail)
 
     def correct(self, decision_id: str, tools: Sequence[str], detail: str | None = None,
                 offered: Sequence[str] | None = None) -> OutcomeRecord:
-        """Explicit feedback: the right tool set was ``tools`` ([] = no tool was needed)."""
+        """Explicit feedback: the right tool set was ``tools`` ([] = no tool was needed).
+
+        Raises ``ToolError`` for a tool not ``offered``, :class:`UnknownDecisionError` as
+        :meth:`confirm` does.
+        """
         if offered is not None:
             unknown = [t for t in tools if t not in offered and t.lower() != NO_TOOL]
             if unknown:
                 raise ToolError(f"correction names tools the router does not offer: {unknown}")
+        self._check_known(decision_id)
         return self.outcome_log.correct(decision_id, tools, detail)
+
+    def _check_known(self, decision_id: str) -> None:
+        if decision_id in self._decided or _logged(self.paths.decisions_file, decision_id):
+            return
+        raise UnknownDecisionError(f"no routing decision {decision_id!r}: this router did not make it and "
+                                   f"{self.paths.decisions_file} does not hold it (feedback not recorded)")
 
     def close(self) -> None:
         if self.reloader is not None:
@@ -272,3 +186,24 @@ class RouterService:
         self.decision_log.close()
         if self._owns_engine:
             self.engine.close()
+
+
+class UnknownDecisionError(LookupError):
+    """Feedback (``confirm`` / ``correct``) for a decision id no router made or logged here."""
+
+
+def _logged(path: Path, decision_id: str) -> bool:
+    """Whether the decision log names ``decision_id`` (a text scan: ids are random hex, so a
+    quoted match is that decision; only feedback on older or other routers' decisions gets here)."""
+    needle = json.dumps(decision_id)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return any(needle in line for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+def _built(selection: Selection) -> RouterEngine:
+    if selection.engine is None:  # serve() with load=True always builds one
+        raise RuntimeError(f"no engine was built for {selection.describe()}")
+    return selection.engine

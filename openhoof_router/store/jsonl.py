@@ -2,8 +2,15 @@
 
 Writers take a ``filelock`` lock beside the file (``X.jsonl.lock``) and hand each batch of
 lines to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so threads and
-processes never tear or lose each other's lines, and a writer killed (even with SIGKILL)
-leaves whole lines only: the signal lands before or after the system call.
+processes never tear or lose each other's lines.
+
+What holds when a writer is killed (even with SIGKILL) mid-append: Linux may cut a
+``write`` short when a fatal signal arrives while it copies (at a page boundary), so the
+dead writer's line can end torn, as the file's *last* line, never in the middle. Readers
+skip such an unterminated last line and count it (``ReadResult.torn``); the next append,
+under the lock (so the writer of that tail is gone), moves it aside to ``X.jsonl.torn``
+before writing. Every line before the last is whole, always; after any completed append,
+every line is. An append that fails part-way (a full disk) cuts its own partial line off.
 
 Durability: the routing hot path does not wait for the disk. Appends reach the OS at
 once (visible to every reader, and kept if the process dies); :data:`SYNCER` fsyncs the
@@ -21,9 +28,10 @@ import atexit
 import json
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from filelock import FileLock
 from pydantic import BaseModel, ValidationError
@@ -111,6 +119,35 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[written:]
 
 
+def _repair_tail(fd: int, path: Path, size: int) -> int:
+    """Move an unterminated last line (a writer killed mid-append) to ``path.torn``, or end a
+    whole one (a hand edit without its newline); returns the new size. Call under the lock."""
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    start, block = size, 1 << 16
+    while start > 0:  # the last newline, reading backwards
+        begin = max(0, start - block)
+        chunk = os.pread(fd, start - begin, begin)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            start = begin + cut + 1
+            break
+        start = begin
+    tail = os.pread(fd, size - start, start)
+    try:
+        json.loads(tail)
+        whole = True
+    except ValueError:
+        whole = False
+    if whole:
+        _write_all(fd, b"\n")
+        return size + 1
+    with open(str(path) + ".torn", "ab") as fh:  # kept for inspection, out of the readers' way
+        fh.write(tail + b"\n")
+    os.ftruncate(fd, start)
+    return start
+
+
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any] | Any, *, sync: bool = False) -> int:
     """Append one record or many, under the file lock. Returns the number of lines written.
 
@@ -127,11 +164,12 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any] | Any, *, 
     with lock_for(path):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            # A line cut short (a full disk, a hand edit): start on a fresh line so ours stays whole.
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data
-            _write_all(fd, data)
+            size = _repair_tail(fd, path, os.fstat(fd).st_size)
+            try:
+                _write_all(fd, data)
+            except OSError:
+                os.ftruncate(fd, size)  # no partial line of ours stays behind
+                raise
             if sync:
                 os.fsync(fd)
         finally:
@@ -145,7 +183,10 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any] | Any, *, 
 class ReadResult(Generic[T]):
     records: list[Any] = field(default_factory=list)
     skipped: int = 0
-    """Lines that were not valid JSON or did not fit the record model."""
+    """Lines that were not valid JSON or did not fit the record model (``torn`` included)."""
+    torn: int = 0
+    """1 when the last line is unterminated and unreadable: a writer died mid-append (the
+    next append moves it aside) or is writing it now."""
     errors: list[str] = field(default_factory=list)
     """The first few reasons, with line numbers, for people to fix their files."""
 
@@ -162,9 +203,9 @@ def read_jsonl(path: str | os.PathLike[str], model: type[T] | None = None, *, ma
     path = Path(path)
     if not path.exists():
         return result
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
+        for number, raw in enumerate(fh, 1):
+            line = raw.strip()
             if not line:
                 continue
             try:
@@ -174,6 +215,9 @@ def read_jsonl(path: str | os.PathLike[str], model: type[T] | None = None, *, ma
                 result.records.append(model.model_validate(data) if model else data)
             except (ValueError, ValidationError) as exc:
                 result.skipped += 1
+                reason = str(exc).splitlines()[0][:160]
+                if not raw.endswith("\n"):  # only the last line can lack its newline
+                    result.torn, reason = 1, "torn last line (a writer died mid-append, or is writing it)"
                 if len(result.errors) < max_errors:
-                    result.errors.append(f"{path.name}:{number}: {str(exc).splitlines()[0][:160]}")
+                    result.errors.append(f"{path.name}:{number}: {reason}")
     return result

@@ -1,8 +1,10 @@
-"""The decision and outcome logs that close the retraining loop, and the join between them.
+"""The decision and outcome logs that close the retraining loop (their join:
+:mod:`openhoof_router.store.log_join`, re-exported here).
 
 ``training_data.jsonl`` gets one line per routing decision, in the seed's record format
-(:class:`~openhoof_router.core.records.TrainingRecord`, ``metadata.source == "live"``), with the
-decision id, time, model/adapter, latency, confidence, mode and fallback in ``metadata``.
+(:class:`~openhoof_router.core.records.TrainingRecord`, ``metadata.source`` ``LIVE_SOURCE``),
+with the decision's summary (:meth:`~openhoof_router.core.records.RoutingDecision.summary`:
+id, model, latency, scores, fallback, ...), time, mode and threshold in ``metadata``.
 ``outcomes.jsonl`` gets :class:`~openhoof_router.core.records.OutcomeRecord` lines that refer to
 a decision by id: tools that ran after it (ok / error) and explicit feedback (confirm,
 correct). Both files are appended under a file lock (:func:`~openhoof_router.store.jsonl.append_jsonl`)
@@ -11,18 +13,14 @@ and read leniently (bad lines are skipped and counted).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from openhoof_router.store.jsonl import SYNCER, ReadResult, append_jsonl, ensure_writable, read_jsonl
-from openhoof_router.store.paths import Paths
 from openhoof_router.core.records import (
+    LIVE_SOURCE,
     NO_TOOL,
     DecisionMetadata,
     LoggedDecision,
@@ -30,28 +28,32 @@ from openhoof_router.core.records import (
     PastTurn,
     RoutingDecision,
 )
-from openhoof_router.core.tools import ToolSpec, needs_schemas
+from openhoof_router.core.tools import ToolSpec
+from openhoof_router.store.jsonl import SYNCER, ReadResult, append_jsonl, ensure_writable, read_jsonl
+from openhoof_router.store.log_join import JoinedDecision, JoinResult, join_logs, read_joined  # noqa: F401
+from openhoof_router.store.paths import Paths, resolve_paths
+from openhoof_router.store.toolsets import TOOLSETS_DIR, ToolsetStore, read_decisions
 
 logger = logging.getLogger(__name__)
 
-LIVE_SOURCE = "live"
 DEFAULT_MAX_MESSAGE_CHARS = 4000
 DEFAULT_MAX_DETAIL_CHARS = 500
-
-
-def resolve_paths(
-    paths: Paths | None = None, data_dir: str | os.PathLike[str] | None = None
-) -> Paths:
-    """``paths`` (or the environment's defaults) with ``data_dir`` overriding its data folder."""
-    if paths is None:
-        return Paths.resolve(data_dir=data_dir)
-    return dataclasses.replace(paths, data_dir=Path(data_dir).expanduser()) if data_dir else paths
+LOGGED_SCORES = 16
+"""Most per-tool scores a decision line keeps (the highest, and every selected tool's):
+with the tool list stored by hash, a line's size does not grow with the tools offered."""
 
 
 def _cap(text: str, limit: int | None) -> tuple[str, bool]:
     if limit is None or len(text) <= limit:
         return text, False
     return text[:limit], True
+
+
+def _cap_turn(turn: PastTurn, limit: int | None) -> PastTurn:
+    if limit is None or all(len(t) <= limit for t in (turn.user, turn.reply, *(c.result for c in turn.tools))):
+        return turn
+    return PastTurn(user=turn.user[:limit], reply=turn.reply[:limit],
+                    tools=[c.model_copy(update={"result": c.result[:limit]}) for c in turn.tools])
 
 
 class DecisionLog:
@@ -62,10 +64,12 @@ class DecisionLog:
             ``OPENHOOF_HOME``, then ``~/.openhoof``).
         data_dir: overrides the data folder only.
         enabled: ``False`` writes nothing (and checks nothing).
-        max_message_chars: longer messages are cut to this many characters in the log
-            (``metadata.truncated`` says so); ``None`` keeps them whole.
-        tool_schemas: also store the offered tools' OpenAI schemas in ``input.tool_schemas``;
-            ``"auto"`` does so only when a tool is not one of the built-in catalog's.
+        max_message_chars: longer messages (and each earlier turn's texts) are cut to this
+            many characters in the log (``metadata.truncated`` says so); ``None`` keeps them whole.
+
+    Each line names its tool list by hash (``input.toolset``); the list itself is stored
+    once in ``toolsets/`` beside the log (:mod:`~openhoof_router.store.toolsets`), and
+    :meth:`read` / :func:`read_joined` fill ``tools`` and ``tool_schemas`` back in.
 
     Raises:
         LogWriteError: at construction, when the data folder cannot be created or written.
@@ -78,14 +82,13 @@ class DecisionLog:
         data_dir: str | os.PathLike[str] | None = None,
         enabled: bool = True,
         max_message_chars: int | None = DEFAULT_MAX_MESSAGE_CHARS,
-        tool_schemas: bool | Literal["auto"] = "auto",
     ) -> None:
         if max_message_chars is not None and max_message_chars < 1:
             raise ValueError("max_message_chars must be positive (or None for no cap)")
         self.paths = resolve_paths(paths, data_dir)
         self.enabled = enabled
         self.max_message_chars = max_message_chars
-        self.tool_schemas = tool_schemas
+        self.toolsets = ToolsetStore(self.paths.data_dir / TOOLSETS_DIR)
         self.failures = 0
         """Appends that failed at run time (logged as warnings, never raised)."""
         if enabled:
@@ -106,35 +109,16 @@ class DecisionLog:
         context: Sequence[PastTurn] = (),
         turn_key: str | None = None,
     ) -> LoggedDecision:
-        """The log line for ``decision`` (not written)."""
-        text, truncated = _cap(message, self.max_message_chars)
-        names = [t.name for t in tools]
-        metadata = DecisionMetadata(
-            tool=",".join(decision.tool_names) or NO_TOOL,
-            decision_id=decision.decision_id,
-            model=decision.model,
-            adapter=decision.adapter,
-            backend=decision.backend,
-            latency_ms=round(decision.latency_ms, 3),
-            confidence=decision.confidence,
-            scores=decision.scores,
-            no_tool_score=decision.no_tool_score,
-            threshold=threshold,
-            mode=mode,
-            valid=decision.valid,
-            fallback=decision.fallback,
-            fallback_reason=decision.fallback_reason,
-            error=decision.error,
-            notes=decision.notes,
-            truncated=truncated,
-            turn_key=turn_key,
-        )
-        schemas = None
-        if self.tool_schemas is True or (self.tool_schemas == "auto" and needs_schemas(tools)):
-            schemas = [t.openai_schema() for t in tools]
-        return LoggedDecision.make(text, names, decision.tool_names, LIVE_SOURCE,
-                                   context=list(context)[-decision.context_turns:] if decision.context_turns else [],
-                                   tool_schemas=schemas, **metadata.model_dump(exclude={"source", "tool"}))
+        """The log line for ``decision`` (not written; stores the tool list if it is new)."""
+        limit = self.max_message_chars
+        text, truncated = _cap(message, limit)
+        turns = list(context)[-decision.context_turns:] if decision.context_turns else []
+        capped = [_cap_turn(t, limit) for t in turns]  # so no line grows with the conversation
+        truncated = truncated or any(a is not b for a, b in zip(capped, turns, strict=True))
+        metadata = DecisionMetadata.of(decision, threshold=threshold, mode=mode, turn_key=turn_key, truncated=truncated)
+        metadata.scores = top_scores(decision.scores, decision.tool_names)
+        return LoggedDecision.make(text, [], decision.tool_names, LIVE_SOURCE, context=capped,
+                                   toolset=self.toolsets.put(tools), **metadata.model_dump(exclude={"source", "tool"}))
 
     def record(self, decision: RoutingDecision, message: str, tools: Sequence[ToolSpec],
                **line: Any) -> LoggedDecision | None:
@@ -143,8 +127,8 @@ class DecisionLog:
         error is logged and counted."""
         if not self.enabled:
             return None
-        record = self.make_record(decision, message, tools, **line)
         try:
+            record = self.make_record(decision, message, tools, **line)
             append_jsonl(self.path, record)
         except OSError as exc:
             self.failures += 1
@@ -158,8 +142,16 @@ class DecisionLog:
         SYNCER.flush()
 
     def read(self) -> ReadResult:
-        """All good decision records; ``skipped`` counts bad lines."""
-        return read_jsonl(self.path, LoggedDecision)
+        """All good decision records, tool lists filled in; ``skipped`` counts bad lines."""
+        return read_decisions(self.path)
+
+
+def top_scores(scores: dict[str, float], selected: Sequence[str], limit: int = LOGGED_SCORES) -> dict[str, float]:
+    """The ``limit`` highest of ``scores``, plus those of the ``selected`` tools."""
+    if len(scores) <= limit:
+        return dict(scores)
+    kept = set(sorted(scores, key=scores.__getitem__, reverse=True)[:limit]) | set(selected)
+    return {name: score for name, score in scores.items() if name in kept}
 
 
 class OutcomeLog:
@@ -217,87 +209,3 @@ class OutcomeLog:
 
     def read(self) -> ReadResult:
         return read_jsonl(self.path, OutcomeRecord)
-
-
-# -- the join ------------------------------------------------------------------------------
-
-Status = Literal["corrected", "confirmed", "tools_ok", "tool_error", "pending"]
-
-
-class JoinedDecision(BaseModel):
-    """One logged decision with every outcome that refers to it."""
-
-    decision: LoggedDecision
-    outcomes: list[OutcomeRecord] = Field(default_factory=list)
-
-    @property
-    def decision_id(self) -> str:
-        return self.decision.metadata.decision_id
-
-    @property
-    def status(self) -> Status:
-        kinds = [o.kind for o in self.outcomes]
-        if any(o.kind == "correct" and o.correct_tools is not None for o in self.outcomes):
-            return "corrected"
-        if "confirm" in kinds:
-            return "confirmed"
-        if "tool_error" in kinds:
-            return "tool_error"
-        return "tools_ok" if kinds else "pending"
-
-    @property
-    def label(self) -> list[str] | None:
-        """The tool set this decision teaches, or None when nothing vouches for one.
-
-        A correction wins; an explicit confirmation vouches for the router's own choice,
-        unless the caller did not follow it (fallback / invalid). Tool runs alone do not:
-        in ``narrow`` mode the reasoner could only run what the router offered, so a
-        successful run says nothing about whether the choice was right.
-        """
-        corrections = [o for o in self.outcomes if o.kind == "correct" and o.correct_tools is not None]
-        if corrections:
-            return list(corrections[-1].correct_tools or [])
-        if any(o.kind == "confirm" for o in self.outcomes):
-            if self.decision.metadata.fallback or not self.decision.metadata.valid:
-                return None
-            return self.decision.tool_names
-        return None
-
-
-@dataclass
-class JoinResult:
-    items: list[JoinedDecision] = field(default_factory=list)
-    orphans: list[OutcomeRecord] = field(default_factory=list)
-    """Outcomes whose decision is not in the decision log."""
-    skipped_decisions: int = 0
-    skipped_outcomes: int = 0
-
-    def by_id(self) -> dict[str, JoinedDecision]:
-        return {j.decision_id: j for j in self.items}
-
-
-def join_logs(decisions: Iterable[LoggedDecision], outcomes: Iterable[OutcomeRecord]) -> JoinResult:
-    """Attach outcomes to decisions by ``decision_id`` (decision order kept)."""
-    result = JoinResult()
-    index: dict[str, JoinedDecision] = {}
-    for rec in decisions:
-        joined = JoinedDecision(decision=rec)
-        result.items.append(joined)
-        index[joined.decision_id] = joined
-    for outcome in outcomes:
-        target = index.get(outcome.decision_id)
-        if target is None:
-            result.orphans.append(outcome)
-        else:
-            target.outcomes.append(outcome)
-    return result
-
-
-def read_joined(paths: Paths | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> JoinResult:
-    """Read both logs of a data folder and join them; bad lines are skipped and counted."""
-    paths = resolve_paths(paths, data_dir)
-    decisions = read_jsonl(paths.decisions_file, LoggedDecision)
-    outcomes = read_jsonl(paths.outcomes_file, OutcomeRecord)
-    result = join_logs(decisions, outcomes)
-    result.skipped_decisions, result.skipped_outcomes = decisions.skipped, outcomes.skipped
-    return result

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openhoof_router.store.paths import PACKAGE_DATA, Paths
 from openhoof_router.core.prompt import PROMPT_FORMAT
+from openhoof_router.store.paths import PACKAGE_DATA, Paths, resolve_paths
 
 MANIFEST = "manifest.json"
 GENERAL_DIR = PACKAGE_DATA / "general"
@@ -53,6 +53,79 @@ class Decoding(BaseModel):
     """Fitted default confidence threshold (None: the router's own)."""
     tool_thresholds: dict[str, float] = Field(default_factory=dict)
     """Fitted per-tool score thresholds (``none`` for the no-tool answer)."""
+
+
+class RunLayout(BaseModel):
+    """The files of one run folder, named here and nowhere else.
+
+    Trainers write their adapter where :meth:`adapter` says, the run procedure the merged
+    GGUF, the loss history, the evaluation report and the plots, pretraining its corpus
+    samples; the manifest (:class:`RunManifest`) then lists the adapter and GGUF relative to
+    the folder, which is what routers read.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    root: Path
+
+    PEFT_DIR: ClassVar[str] = "peft"
+    MLX_DIR: ClassVar[str] = "mlx"
+    GGUF_PATTERN: ClassVar[str] = "router-{dtype}.gguf"
+    GGUF: ClassVar[str] = GGUF_PATTERN.format(dtype="q8_0")  # the merged model llama.cpp serves, as evaluated
+    HISTORY: ClassVar[str] = "history.json"  # one row per logged training step
+    EVAL_REPORT: ClassVar[str] = "eval.json"  # the full report on the run's first evaluation set
+    LOSS_PLOT: ClassVar[str] = "loss.png"
+    CONFUSION_PLOT: ClassVar[str] = "confusion.png"
+    SAMPLES_DIR: ClassVar[str] = "samples"  # general runs: the corpus samples they were built with
+    CHECKPOINTS_DIR: ClassVar[str] = "checkpoints"  # step-NNNNNN adapters CPU training resumes from
+
+    def adapter(self, backend: str) -> Path:
+        """The adapter folder a trainer backend writes: mlx-lm's for ``mlx``, PEFT's otherwise."""
+        return self.root / (self.MLX_DIR if backend == "mlx" else self.PEFT_DIR)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS_DIR
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:06d}"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def gguf(self) -> Path:
+        return self.root / self.GGUF
+
+    def exported(self, dtype: str) -> Path:
+        """A GGUF in another precision, as ``hoof-train export --dtype`` writes it."""
+        return self.root / self.GGUF_PATTERN.format(dtype=dtype)
+
+    @property
+    def history(self) -> Path:
+        return self.root / self.HISTORY
+
+    @property
+    def eval_report(self) -> Path:
+        return self.root / self.EVAL_REPORT
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / self.LOSS_PLOT
+
+    @property
+    def confusion_plot(self) -> Path:
+        return self.root / self.CONFUSION_PLOT
+
+    @property
+    def samples(self) -> Path:
+        return self.root / self.SAMPLES_DIR
+
+    def files(self, adapter: Path, gguf: Path | None = None) -> RunFiles:
+        """The manifest's ``files`` for this run's adapter folder and GGUF."""
+        rel = Path(adapter).relative_to(self.root).as_posix()
+        return RunFiles(**{"mlx" if Path(adapter).name == self.MLX_DIR else "peft": rel,
+                           "gguf": Path(gguf).relative_to(self.root).as_posix() if gguf else None})
 
 
 class BaseModelInfo(BaseModel):
@@ -87,7 +160,7 @@ class RunManifest(BaseModel):
     promoted: bool = False
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunManifest":
+    def load(cls, run_dir: Path) -> RunManifest:
         path = Path(run_dir) / MANIFEST
         try:
             return cls.model_validate_json(path.read_text())
@@ -112,7 +185,7 @@ class ServedRun(BaseModel):
     manifest: RunManifest
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike[str]) -> "ServedRun":
+    def open(cls, run_dir: str | os.PathLike[str]) -> ServedRun:
         """Read and check a run folder (its manifest, its prompt format, its files)."""
         run_dir = Path(run_dir).expanduser()
         manifest = RunManifest.load(run_dir)
@@ -161,7 +234,7 @@ class ModelRegistry:
     """Runs of one models folder and the ``latest`` pointer."""
 
     def __init__(self, paths: Paths | None = None) -> None:
-        self.paths = paths or Paths.resolve()
+        self.paths = resolve_paths(paths)
 
     @property
     def pointer(self) -> Path:
@@ -191,10 +264,6 @@ class ModelRegistry:
             raise RunError(f"no promoted run (no readable {self.pointer})")
         return ServedRun.open(pointer.path)
 
-    def latest_dir(self) -> Path | None:
-        pointer = self.latest()
-        return Path(pointer.path) if pointer and Path(pointer.path).is_dir() else None
-
     def pointer_stamp(self) -> tuple[int, int] | None:
         """Cheap change detector for hot reload (mtime, size)."""
         try:
@@ -215,7 +284,7 @@ class ModelRegistry:
 
     def runs(self) -> list[tuple[Path, RunManifest]]:
         """Manifests of all runs, oldest first (unreadable ones are skipped)."""
-        out = []
+        out: list[tuple[Path, RunManifest]] = []
         if not self.paths.runs_dir.is_dir():
             return out
         for run in sorted(self.paths.runs_dir.iterdir()):

@@ -1,10 +1,12 @@
 """Training data: bundled curated examples + teacher-synthesised + live decisions with outcomes.
 
-Live decisions become examples only when an outcome vouches for them: a ``correct``
-feedback gives the right tool set (corrections win over everything else); a ``confirm``
-or successful tool runs with no error confirm the logged choice. Everything is
-deduplicated on the normalised message text; near duplicates are found by word-set
-Jaccard similarity (used by the data checks and by teacher synthesis).
+Live decisions become examples only when feedback vouches for them
+(:attr:`~openhoof_router.store.logs.JoinedDecision.label`): a ``correct`` outcome gives the
+right tool set (the last correction wins); a ``confirm`` vouches for the logged choice
+unless the caller fell back or the answer was invalid. Tool runs alone, fine or failed,
+vouch for nothing. Everything is deduplicated on the normalised message text; near
+duplicates are found by word-set Jaccard similarity (used by the data checks and by
+teacher synthesis). :func:`retrain_due` is the one rule for "enough new data to retrain".
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
+from openhoof_router.core.records import LIVE_SOURCE, NO_TOOL, TrainingRecord
 from openhoof_router.store.jsonl import read_jsonl
 from openhoof_router.store.paths import (
     CURATED_EVAL_FILE,
@@ -25,9 +28,12 @@ from openhoof_router.store.paths import (
     FOLLOWUPS_TRAIN_FILE,
     Paths,
 )
-from openhoof_router.core.records import NO_TOOL, TrainingRecord
+from openhoof_router.store.runs import ModelRegistry, RunError
+from openhoof_router.store.toolsets import TOOLSETS_DIR, resolve_toolsets
 
 NEAR_DUPLICATE_JACCARD = 0.7
+BUNDLED_SOURCES = ("curated", "followups")
+"""Sources of :func:`bundled_train`: the general adapter has already been trained on them."""
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -76,9 +82,11 @@ def record_key(rec: TrainingRecord) -> str:
 
 
 def load_records(path: Path) -> tuple[list[TrainingRecord], int]:
-    """Records of one file and the number of skipped (malformed) lines."""
+    """Records of one file and the number of skipped (malformed) lines. Decision-log lines
+    get their tool lists back from the ``toolsets/`` folder beside the file."""
     result = read_jsonl(path, TrainingRecord)
-    return list(result.records), result.skipped
+    records, dropped = resolve_toolsets(result.records, Path(path).parent / TOOLSETS_DIR)
+    return records, result.skipped + dropped
 
 
 def curated_train() -> list[TrainingRecord]:
@@ -118,7 +126,7 @@ def live_examples(paths: Paths) -> tuple[list[TrainingRecord], dict[str, int]]:
             continue
         stats[item.status] += 1
         rec = item.decision
-        example = TrainingRecord.make(rec.input.user_message, rec.input.tools, selected, "live",
+        example = TrainingRecord.make(rec.input.user_message, rec.input.tools, selected, LIVE_SOURCE,
                                       decision_id=item.decision_id)
         schemas = getattr(rec.input, "tool_schemas", None)
         if schemas:  # the router logged the exact tools it was offered
@@ -149,7 +157,7 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
     held_out = {record_key(r) for r in bundled_held_out()}
     live, live_stats = live_examples(paths)
     synthetic, skipped = load_records(paths.synthetic_file)
-    sources: list[tuple[str, list[TrainingRecord]]] = [("live", live)]  # live corrections win
+    sources: list[tuple[str, list[TrainingRecord]]] = [(LIVE_SOURCE, live)]  # live corrections win
     if include_curated:
         sources.extend(bundled_train())
     sources.append(("synthetic", synthetic))
@@ -161,7 +169,7 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
     train: list[TrainingRecord] = []
     per_source: Counter[str] = Counter()
     per_tool: Counter[str] = Counter()
-    dropped = Counter()
+    dropped: Counter[str] = Counter()
     for name, recs in sources:
         for rec in recs:
             key = record_key(rec)
@@ -182,3 +190,27 @@ def assemble(paths: Paths, *, include_curated: bool = True, extra: Iterable[Path
                 "dropped": dict(dropped), "live": live_stats},
         skipped_lines=skipped + live_stats.get("skipped_lines", 0),
     )
+
+
+def retrain_due(paths: Paths, min_examples: int, data: Assembled | None = None) -> tuple[bool, str]:
+    """Whether the next run would train on at least ``min_examples`` examples that the model
+    in place has not been trained on, and a line saying so: the one rule behind
+    ``hoof-train --auto`` and ``examples/auto_retrain.py``.
+
+    It counts what :func:`assemble` returns, i.e. what a run trains on: vouched live
+    decisions, teacher-written examples and extra files, after duplicates and held-out
+    messages are dropped. The model in place is the promoted run (its manifest's
+    ``n_examples``), else the general adapter, which has seen the bundled examples only.
+    """
+    data = data or assemble(paths)
+    try:
+        promoted = ModelRegistry(paths).latest_run()
+        before, since = int(promoted.manifest.data.get("n_examples", 0)), f"the promoted run {promoted.run_id}"
+    except RunError:
+        before = sum(data.counts.get("per_source", {}).get(s, 0) for s in BUNDLED_SOURCES)
+        since = "the general adapter"
+    new = max(0, len(data.train) - before)
+    if new >= min_examples:
+        return True, f"{new} new examples since {since} (≥ {min_examples}): training"
+    return False, (f"{new} new examples since {since}; {min_examples - new} more needed "
+                   f"before retraining (--min-examples {min_examples})")

@@ -27,14 +27,14 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from openhoof_router.store.paths import FOLLOWUPS_TRAIN_FILE, PACKAGE_DATA
 from openhoof_router.core.records import PastToolCall, PastTurn, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, builtin_tools, to_spec
 from openhoof_router.learning.data.groups import Group, Sample, records_to_groups
+from openhoof_router.store.paths import FOLLOWUPS_TRAIN_FILE, PACKAGE_DATA
 
 SEAL_ATTRIBUTION = "Seal-Tools (github.com/fairyshine/Seal-Tools, Apache-2.0)"
 HELD_OUT_FRACTION = 0.2
@@ -51,6 +51,8 @@ class SealCorpus:
     """Top-level field -> tool names."""
     train: list[dict]
     held: list[dict]
+    queries_by_field: dict[str, list[dict]] = field(default_factory=dict)
+    """Top-level field -> training requests that use a tool of it."""
 
     @property
     def fields(self) -> list[str]:
@@ -70,7 +72,9 @@ def load_seal(corpus: Path) -> SealCorpus:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"Seal-Tools corpus not found: {exc.filename} (give --corpus DIR holding "
                                 "tools.jsonl and queries.jsonl)") from None
-    tools, field_of, by_field = {}, {}, {}
+    tools: dict[str, ToolSpec] = {}
+    field_of: dict[str, str] = {}
+    by_field: dict[str, list[str]] = {}
     for row in tool_rows:
         spec = to_spec(row)
         tools[spec.name] = spec
@@ -80,7 +84,11 @@ def load_seal(corpus: Path) -> SealCorpus:
     queries = [q for q in queries if q.get("query") and all(n in tools for n in q.get("expected_tools", []))]
     held = [q for q in queries if _held_out(q["id"])]
     train = [q for q in queries if not _held_out(q["id"])]
-    return SealCorpus(tools, field_of, by_field, train, held)
+    by_field_q: dict[str, list[dict]] = {}
+    for q in train:
+        for f in sorted({field_of[n] for n in q["expected_tools"]}):
+            by_field_q.setdefault(f, []).append(q)
+    return SealCorpus(tools, field_of, by_field, train, held, by_field_q)
 
 
 # -- variants of one tool ------------------------------------------------------------------
@@ -105,14 +113,25 @@ class Styler:
     names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def pick(cls, rng: random.Random) -> "Styler":
-        style = rng.choices(["plain", "snake", "namespace", "dotted"], weights=[50, 30, 15, 5])[0]
+    def pick(cls, rng: random.Random) -> Styler:
+        style = rng.choices(["plain", "snake", "namespace", "dotted", "masked"], weights=[40, 25, 12, 5, 18])[0]
         return cls(rng, style)
+
+    def _masked(self) -> str:
+        """A name that says nothing (``f3``, ``tool_2``, ``fn_k8q``): only the description tells."""
+        n = len(self.names) + 1
+        form = self.rng.choice(["f{n}", "tool_{n}", "fn_{s}", "{s}", "api_{n}{s}"])
+        s = "".join(self.rng.choice("abcdefghijkmnpqrstuvwxyz0123456789") for _ in range(3))
+        return form.format(n=n, s=s)
 
     def name(self, spec: ToolSpec, field_name: str) -> str:
         if spec.name not in self.names:
             base = spec.name
-            if self.name_style == "snake":
+            if self.name_style == "masked":
+                base = self._masked()
+                while base in self.names.values():
+                    base += "x"
+            elif self.name_style == "snake":
                 base = snake(base)
             elif self.name_style == "namespace":
                 base = f"{_namespace(field_name)}_{snake(base)}"
@@ -124,7 +143,7 @@ class Styler:
     def tool(self, spec: ToolSpec, field_name: str) -> ToolSpec:
         desc, params = spec.description, list(spec.parameters)
         roll = self.rng.random()
-        if roll < 0.07:
+        if roll < 0.07 and self.name_style != "masked":  # a masked name keeps its description
             desc = ""
         elif roll < 0.17:
             desc = " ".join(desc.split()[: self.rng.randint(2, 6)])
@@ -176,31 +195,64 @@ def _turn(query: dict, rng: random.Random, names: dict[str, str]) -> PastTurn:
                     reply=rng.choice(["Done.", "All set.", "Here you go.", ""]))
 
 
+def _negatives(corpus: SealCorpus, rng: random.Random, offered: set[str], fields: list[str], count: int,
+               exclude: list[dict]) -> list[dict]:
+    """Requests none of whose tools is offered: half from the offered tools' fields (hard)."""
+    out: list[dict] = []
+    for _ in range(count * 10):
+        if len(out) >= count:
+            break
+        if fields and rng.random() < 0.5:
+            pool = corpus.queries_by_field.get(rng.choice(fields)) or corpus.train
+        else:
+            pool = corpus.train
+        q = rng.choice(pool)
+        if not offered & set(q["expected_tools"]) and q not in exclude and q not in out:
+            out.append(q)
+    return out
+
+
+KINDS = {"multi": 25, "single": 18, "solo": 25, "tiny": 14, "partial": 18}
+"""Shares of the tool-list kinds (see :func:`seal_groups`)."""
+
+
 def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int) -> list[Group]:
-    """``n_groups`` tool lists with their requests (see the module docstring)."""
+    """``n_groups`` tool lists with their requests (see the module docstring).
+
+    Kinds: ``multi`` (multi-tool requests, every needed tool offered, among distractors),
+    ``single`` (several one-tool requests over one list), ``solo`` (exactly one tool offered:
+    a request that needs it beside requests that don't, from the same field), ``tiny`` (a
+    needed tool and one to three others), ``partial`` (only some needed tools offered).
+    Every list also gets requests whose tools are not offered (answer: none), so lists where
+    all, some and none of the tools are needed come in comparable shares.
+    """
     singles = [q for q in corpus.train if len(q["expected_tools"]) == 1]
     multis = [q for q in corpus.train if len(q["expected_tools"]) > 1]
     groups = []
     for _ in range(n_groups):
-        kind = rng.choices(["multi", "single", "tiny", "partial"], weights=[30, 25, 25, 20])[0]
+        kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
         if kind == "single":
             anchors = rng.sample(singles, rng.randint(2, 5))
         elif kind == "multi":
             anchors = rng.sample(multis, rng.randint(1, 3))
         elif kind == "partial":
             anchors = rng.sample(multis, rng.randint(1, 2))
+        elif kind == "solo":
+            anchors = [rng.choice(singles if rng.random() < 0.6 else multis)]
         else:
             anchors = [rng.choice(multis if rng.random() < 0.7 else singles)]
         needed = list(dict.fromkeys(n for q in anchors for n in q["expected_tools"]))
-        if kind == "tiny":
+        if kind in ("tiny", "solo"):
             offered = [rng.choice(needed)]
         elif kind == "partial" and len(needed) > 1:
             offered = rng.sample(needed, rng.randint(1, len(needed) - 1))
         else:
             offered = needed
         offered = offered[:MAX_TOOLS]
-        if kind == "tiny":
-            n_extra = rng.choice([0, 0, 1, 2, 3])
+        if kind == "solo":
+            n_extra = 0
+        elif kind == "tiny":
+            n_extra = rng.choice([1, 1, 2, 3])
         else:
             n_extra = rng.choice([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15])
         n_extra = min(n_extra, MAX_TOOLS - len(offered))
@@ -209,12 +261,8 @@ def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups
         rng.shuffle(offered)
         offered_set = set(offered)
         samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in anchors]
-        # requests whose tools are not offered: hard ones from the same fields, and others
-        negatives = []
-        for _ in range(rng.choice([0, 0, 1, 1, 2])):
-            q = rng.choice(corpus.train)
-            if not offered_set & set(q["expected_tools"]) and q not in anchors and q not in negatives:
-                negatives.append(q)
+        n_neg = rng.choice([0, 1, 1, 1]) if kind == "solo" else rng.choice([0, 0, 1, 1, 2])
+        negatives = _negatives(corpus, rng, offered_set, fields, n_neg, anchors)
         samples += [Sample(q["query"], []) for q in negatives]
         if rng.random() < 0.15:
             samples.append(Sample(rng.choice(extras.no_tool), []))
@@ -246,7 +294,7 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
     """OpenHoof requests over the full tool list, and over subsets mixed with Seal-Tools tools."""
     out: list[Group] = []
     builtin = {t.name: t for t in builtin_tools()}
-    for p in range(passes):
+    for _ in range(passes):
         seed = rng.randrange(1 << 30)
         groups = records_to_groups(records, group_size=group_size, seed=seed, source="openhoof")
         for g in groups:
@@ -256,7 +304,8 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
                     for turn in s.context:
                         needed.update(c.name for c in turn.tools if c.name in builtin)
                 others = [n for n in builtin if n not in needed]
-                keep = sorted(needed) + rng.sample(others, rng.randint(0, len(others)))  # sorted: sets iterate in hash order
+                # sorted: sets iterate in hash order
+                keep = sorted(needed) + rng.sample(others, rng.randint(0, len(others)))
                 foreign = distractors(corpus, rng, set(), [], rng.randint(0, 6))
                 tools = [builtin[n] for n in keep] + [corpus.tools[n] for n in foreign]
                 rng.shuffle(tools)

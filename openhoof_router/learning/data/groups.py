@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
-from openhoof_router.core.prompt import PromptCodec
+from openhoof_router.core.prompt import PromptCodec, VerdictCodec
 from openhoof_router.core.records import PastTurn, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, builtin_catalog, to_spec
 
@@ -104,9 +104,49 @@ def encode_groups(codec: PromptCodec, groups: Sequence[Group], *, max_tokens: in
     return out, dropped
 
 
-def split_records(records: Sequence[TrainingRecord], fraction: float) -> tuple[list[TrainingRecord], list[TrainingRecord]]:
+
+@dataclass(frozen=True)
+class VerdictItem:
+    """One request of a group as ids: user turn (earlier turns included) + verdict segment,
+    the verdict positions within them, and the label at each (1 = needed; "no tool" last)."""
+
+    ids: tuple[int, ...]
+    positions: tuple[int, ...]
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VerdictGroup:
+    prefix: tuple[int, ...]
+    items: tuple[VerdictItem, ...]
+
+    @property
+    def tokens(self) -> int:
+        return len(self.prefix) + sum(len(i.ids) for i in self.items)
+
+
+def encode_verdict_groups(codec: VerdictCodec, groups: Sequence[Group], *,
+                          max_tokens: int) -> tuple[list[VerdictGroup], int]:
+    """Encode groups for verdict training; requests longer than ``max_tokens`` are dropped (and counted)."""
+    out, dropped = [], 0
+    for group in groups:
+        items = []
+        for s in group.samples:
+            ex = codec.encode_verdicts(group.tools, s.message, s.answer, s.context, level=group.level)
+            ids = ex.user + ex.segment.ids
+            if len(ex.prefix) + len(ids) > max_tokens:
+                dropped += 1
+                continue
+            items.append(VerdictItem(ids, tuple(len(ex.user) + p for p in ex.segment.positions), ex.labels))
+        if items:
+            out.append(VerdictGroup(codec.tool_block(group.tools, group.level), tuple(items)))
+    return out, dropped
+
+def split_records(records: Sequence[TrainingRecord],
+                  fraction: float) -> tuple[list[TrainingRecord], list[TrainingRecord]]:
     """A stable train/validation split: by a hash of the message, so it survives new data."""
-    train, val = [], []
+    train: list[TrainingRecord] = []
+    val: list[TrainingRecord] = []
     for rec in records:
         digest = hashlib.sha256(rec.input.user_message.encode("utf-8", "replace")).digest()
         (val if fraction and digest[0] / 256 < fraction else train).append(rec)

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from openhoof_router.store.paths import PACKAGE_DATA
 from openhoof_router.core.records import PastTurn
 from openhoof_router.core.tools import ToolSpec, to_spec
-from openhoof_router.learning.data.groups import Group, Sample
 from openhoof_router.learning.data.general_corpus import SealCorpus, distractors
+from openhoof_router.learning.data.groups import Group, Sample
+from openhoof_router.store.paths import PACKAGE_DATA
 
 GATE_FILE = PACKAGE_DATA / "general_gate.jsonl"
 CALIBRATION_FILE = PACKAGE_DATA / "general_calibration.jsonl"
 REPLAY_FILE = PACKAGE_DATA / "general_replay.jsonl"
+SAMPLE_FILES = (GATE_FILE, CALIBRATION_FILE, REPLAY_FILE)
+"""The shipped samples; a general run keeps the ones it was built with, under the same names,
+in its ``samples`` folder (:class:`~openhoof_router.store.runs.RunLayout`)."""
 
 
 def routing_record(rid: str, message: str, tools: Sequence[ToolSpec], expected: Iterable[str],

@@ -13,14 +13,15 @@ import itertools
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from openhoof_router.store.jsonl import append_jsonl
-from openhoof_router.store.paths import Paths
 from openhoof_router.core.records import TrainingRecord
 from openhoof_router.core.tools import ToolSpec, needs_schemas, normalize_tools
 from openhoof_router.learning.data.assemble import NearDuplicateIndex, curated_eval, curated_train, load_records
+from openhoof_router.store.jsonl import append_jsonl
+from openhoof_router.store.paths import Paths
 
 RESPONSE_SCHEMA = {
     "type": "object",
@@ -102,12 +103,13 @@ def targets_for(tools: Sequence[ToolSpec], rng: random.Random) -> list[tuple[str
     pairs = list(itertools.permutations(names, 2))
     rng.shuffle(pairs)
     out: list[tuple[str, ...]] = []
-    for i in itertools.count():
+    i = 0
+    while len(out) <= 4 * len(names) + len(pairs):  # at least one round
         out.extend(singles)
         out.append(())
         out.extend(pairs[i * 3 : i * 3 + 3])
-        if len(out) > 4 * len(names) + len(pairs):
-            return out
+        i += 1
+    return out
 
 
 def synthesize(teacher: Any, tools: Sequence[Any], count: int, paths: Paths, *, per_request: int = 5,

@@ -12,13 +12,16 @@ every router that serves the run:
   lowest score at which the decisions naming it are right at least ``target`` of the
   time on the held-out split plus the confirmed and corrected decisions of the outcome
   log. Below it the router falls back to all tools. :func:`tradeoff` tabulates what a
-  threshold costs (fallback rate) and buys (accuracy of the decisions kept).
+  threshold costs (fallback rate) and buys (accuracy of the decisions kept). A tool named
+  by fewer than :data:`MIN_SUPPORT` decisions gets no threshold of its own (a handful of
+  records would fit anything up to 0.99): it keeps the default, and the fit says which.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
@@ -39,7 +42,8 @@ class ContinueFit:
     """The threshold-0 decisions (reused to fit score thresholds)."""
 
 
-def continue_decisions(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True) -> list[RoutingDecision]:
+def continue_decisions(engine: RouterEngine, items: Sequence[EvalItem], *,
+                       progress: bool = True) -> list[RoutingDecision]:
     """Decode every item with the continue threshold at 0 (every continue probability recorded)."""
     saved = engine.continue_threshold
     engine.continue_threshold = 0.0
@@ -59,7 +63,7 @@ def fit_continue_threshold(engine: RouterEngine, items: Sequence[EvalItem], *, p
 
     def accuracy(threshold: float) -> float:
         got = at_threshold(decisions, threshold)
-        return sum(g == item.expected for g, item in zip(got, items)) / max(1, len(items))
+        return sum(g == item.expected for g, item in zip(got, items, strict=True)) / max(1, len(items))
 
     table = [(t, accuracy(t)) for t in CONTINUE_GRID]
     best = max(table, key=lambda row: (round(row[1], 9), -abs(row[0] - 0.5)))
@@ -78,7 +82,7 @@ class Scored:
     expected: frozenset[str]
 
     @classmethod
-    def of(cls, decision: RoutingDecision, expected: frozenset[str], got: frozenset[str] | None = None) -> "Scored":
+    def of(cls, decision: RoutingDecision, expected: frozenset[str], got: frozenset[str] | None = None) -> Scored:
         return cls(got if got is not None else predicted(decision), decision.scores, decision.no_tool_score, expected)
 
     def bar(self, name: str) -> float:
@@ -116,10 +120,21 @@ def lowest_threshold(items: Sequence[Scored], name: str | None, target: float, m
     return SCORE_GRID[-1]
 
 
+MIN_SUPPORT = 20
+"""Fewest decisions naming a tool (``none`` included; all decisions, for the default) that
+its threshold is fitted on."""
+
+
+def support(items: Sequence[Scored]) -> dict[str, int]:
+    """How many valid decisions name each tool (or ``none``): what each threshold would be fitted on."""
+    return dict(Counter(n for it in items if INVALID not in it.got for n in it.names))
+
+
 def fit_tool_thresholds(items: Sequence[Scored], *, target: float = 0.9,
-                        min_support: int = 5) -> tuple[float | None, dict[str, float]]:
+                        min_support: int = MIN_SUPPORT) -> tuple[float | None, dict[str, float]]:
     """(default threshold, per-tool thresholds) fitted to ``target``; tools seen fewer than
-    ``min_support`` times get no threshold of their own (the default applies)."""
+    ``min_support`` times get no threshold of their own (the default applies), and with
+    fewer decisions than that in all the default is not fitted either (None)."""
     names = sorted({n for it in items for n in it.names if INVALID not in it.got})
     fitted = {}
     for name in names:

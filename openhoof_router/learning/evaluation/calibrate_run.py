@@ -10,13 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from openhoof_router.learning.data.groups import record_tools
+from openhoof_router.learning.evaluation.calibrate import (
+    MIN_SUPPORT,
+    Scored,
+    at_threshold,
+    continue_decisions,
+    fit_continue_threshold,
+    fit_tool_thresholds,
+    support,
+    tradeoff,
+)
+from openhoof_router.learning.evaluation.evaluate import EvalItem, load_eval_items
+from openhoof_router.learning.run import engine_for, held_out_items
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import ModelRegistry, ServedRun
-from openhoof_router.learning.evaluation.calibrate import Scored, at_threshold, continue_decisions, fit_continue_threshold, fit_tool_thresholds, tradeoff
-from openhoof_router.learning.evaluation.evaluate import EvalItem, load_eval_items
-from openhoof_router.learning.data.groups import record_tools
-from openhoof_router.learning.run import engine_for, held_out_items
 
 
 def feedback_items(paths: Paths) -> list[EvalItem]:
@@ -46,8 +55,13 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
     finally:
         engine.close()
     scored = [Scored.of(d, item.expected, got) for d, item, got in
-              zip(decisions, items, at_threshold(decisions, fit.threshold))]
+              zip(decisions, items, at_threshold(decisions, fit.threshold), strict=True)]
     default, per_tool = fit_tool_thresholds(scored, target=target)
+    counts = support(scored)
+    # what was *not* fitted, and on how few decisions: said in the output and kept in the manifest
+    fit_notes = {"target": target, "min_support": MIN_SUPPORT, "decisions": len(scored), "support": counts,
+                 "not_fitted": {name: n for name, n in sorted(counts.items()) if name not in per_tool},
+                 "default_fitted": default is not None}
     table = tradeoff(scored, per_tool, default or 0.0)
     if plot is not None:
         from openhoof_router.learning.evaluation.plots import plot_tradeoff
@@ -58,7 +72,8 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
         manifest.decoding.continue_threshold = fit.threshold
         manifest.decoding.threshold = default
         manifest.decoding.tool_thresholds = per_tool
+        manifest.metrics["calibration"] = fit_notes
         manifest.save(run.path)
     return {"run_id": run.run_id, "n": len(items), "continue_threshold": fit.threshold,
             "continue_accuracy": fit.accuracy, "greedy_accuracy": fit.greedy_accuracy,
-            "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write}
+            "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write, **fit_notes}

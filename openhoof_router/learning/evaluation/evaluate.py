@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, normalize_tools
+from openhoof_router.core.turns import latest_turn, openai_lines
+from openhoof_router.learning.data import DataError
 from openhoof_router.learning.data.groups import record_tools
 
 MULTI = "(several)"
@@ -50,25 +54,27 @@ def to_item(data: dict, catalog: dict[str, ToolSpec] | None = None) -> EvalItem:
         rec = TrainingRecord.model_validate(data)
         return EvalItem(rec.input.user_message, record_tools(rec, catalog), rec.tool_set, list(rec.input.context),
                         str(data.get("id", "")))
-    from langchain_core.messages import convert_to_messages
-
-    from openhoof_router.langchain.conversation import read_turn
-
-    messages = data.get("messages") or data.get("question")
+    messages: Any = data.get("messages") or data.get("question")  # a row as read from JSON
     if isinstance(messages, list) and messages and isinstance(messages[0], list):
         messages = [m for turn in messages for m in turn]  # BFCL keeps turns as a list of lists
-    turn = read_turn(convert_to_messages(messages))
+    lines = openai_lines(messages)
+    index, context = latest_turn(lines)
     expected = data.get("expected_tools", data.get("expected", []))
-    return EvalItem(turn.text, normalize_tools(data["tools"]), frozenset(expected), turn.context,
+    return EvalItem(lines[index].text, normalize_tools(data["tools"]), frozenset(expected), context,
                     str(data.get("id", "")))
 
 
 def load_eval_items(path: Path) -> tuple[list[EvalItem], int]:
-    """Items of a JSONL (or JSON list) file; malformed entries are skipped and counted."""
-    text = Path(path).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        rows = json.loads(text)
-    else:
+    """Items of a JSONL (or JSON list) file; malformed entries are skipped and counted.
+
+    Raises ``DataError`` when nothing in the file is usable (``FileNotFoundError`` if missing).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        rows = json.loads(text) if text.lstrip().startswith("[") else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a JSON or JSONL file of records ({exc})") from None
+    if rows is None:
         rows = []
         for line in text.splitlines():
             if line.strip():
@@ -82,7 +88,53 @@ def load_eval_items(path: Path) -> tuple[list[EvalItem], int]:
             items.append(to_item(row))
         except Exception:
             skipped += 1
+    if not items:
+        raise DataError(f"{path}: no usable records ({skipped} malformed)")
     return items, skipped
+
+
+def sample_items(items: Sequence[EvalItem], limit: int, seed: int = 0) -> list[EvalItem]:
+    """``limit`` items drawn with ``seed`` across classes and tools (not the file's first ones).
+
+    Each class (none / one / two+) gets its share of the items' class mix (at least one while
+    the limit allows); within a class, items are taken in turn from each expected tool set,
+    in a seeded order, so tool sets are covered before any repeats. The sample keeps the
+    items' own order.
+    """
+    if limit >= len(items):
+        return list(items)
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_class.setdefault(item.klass, []).append(i)
+    quota = _shares({k: len(v) for k, v in by_class.items()}, limit)
+    chosen: list[int] = []
+    for klass, members in by_class.items():
+        strata: dict[frozenset[str], list[int]] = {}
+        for i in members:
+            strata.setdefault(items[i].expected, []).append(i)
+        queues = [rng.sample(v, len(v)) for _, v in sorted(strata.items(), key=lambda kv: sorted(kv[0]))]
+        rng.shuffle(queues)
+        picked: list[int] = []
+        while len(picked) < quota[klass]:
+            picked += [q.pop() for q in queues if q][: quota[klass] - len(picked)]
+        chosen += picked
+    return [items[i] for i in sorted(chosen)]
+
+
+def _shares(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """``limit`` split in proportion to ``sizes`` (largest remainder), each at least 1 when possible."""
+    total = sum(sizes.values())
+    exact = {k: limit * n / total for k, n in sizes.items()}
+    floor = 1 if limit >= len(sizes) else 0
+    out = {k: min(n, max(floor, int(exact[k]))) for k, n in sizes.items()}
+    while sum(out.values()) > limit:  # the minimum of one overshot: take from the most over-served
+        k = max((k for k in out if out[k] > floor), key=lambda k: out[k] - exact[k])
+        out[k] -= 1
+    while sum(out.values()) < limit:
+        k = max((k for k in out if out[k] < sizes[k]), key=lambda k: exact[k] - out[k])
+        out[k] += 1
+    return out
 
 
 def items_digest(items: Sequence[EvalItem]) -> str:
@@ -126,6 +178,8 @@ class EvalReport(BaseModel):
     set_digest: str = ""
     errors: list[dict] = Field(default_factory=list)
     skipped: int = 0
+    sampled_from: int | None = None
+    """The number of records this was a seeded sample of (:func:`sample_items`); None: all of them."""
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -143,13 +197,13 @@ def predicted(decision: RoutingDecision) -> frozenset[str]:
 def score(items: Sequence[EvalItem], got: Sequence[frozenset[str]], latencies: Sequence[float] = (),
           skipped: int = 0) -> EvalReport:
     """Score predictions (one tool set per item) against the items."""
-    tp, fp, fn, support = Counter(), Counter(), Counter(), Counter()
+    tp, fp, fn, support = Counter[str](), Counter[str](), Counter[str](), Counter[str]()
     confusion: dict[str, Counter] = {}
     per_class: dict[str, list[int]] = {k: [] for k in CLASSES}
     correct: list[int] = []
     none_total = none_fp = 0
-    errors = []
-    for item, pred in zip(items, got):
+    errors: list[dict] = []
+    for item, pred in zip(items, got, strict=True):
         ok = pred == item.expected
         correct.append(int(ok))
         per_class[item.klass].append(int(ok))

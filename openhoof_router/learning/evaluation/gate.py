@@ -15,8 +15,8 @@ more data, and a bare ``>=`` on a few hundred messages would decide on noise eit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
-from typing import Sequence
 
 from pydantic import BaseModel
 
@@ -28,8 +28,8 @@ def mcnemar_worse_p(candidate: Sequence[int], incumbent: Sequence[int]) -> tuple
     """(one-sided exact p-value that the candidate is worse, candidate wins, candidate losses)."""
     if len(candidate) != len(incumbent):
         raise ValueError("paired results must cover the same messages")
-    wins = sum(1 for c, i in zip(candidate, incumbent) if c and not i)
-    losses = sum(1 for c, i in zip(candidate, incumbent) if i and not c)
+    wins = sum(1 for c, i in zip(candidate, incumbent, strict=True) if c and not i)
+    losses = sum(1 for c, i in zip(candidate, incumbent, strict=True) if i and not c)
     n = wins + losses
     if n == 0:
         return 1.0, 0, 0

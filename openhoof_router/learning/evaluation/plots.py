@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def _pyplot():
@@ -24,9 +24,9 @@ def plot_loss(history: Sequence[dict], out: Path, title: str = "LoRA training lo
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
-        ax.plot(*zip(*train), label="train", linewidth=1)
+        ax.plot(*zip(*train, strict=True), label="train", linewidth=1)
     if val:
-        ax.plot(*zip(*val), "o-", label="validation")
+        ax.plot(*zip(*val, strict=True), "o-", label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (answer tokens)")
     ax.set_yscale("log")

@@ -14,18 +14,18 @@ cost. Results are deterministic for a given seed and thread count (tested).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from openhoof_router.models.base_model import BaseModelRef
-from openhoof_router.store.paths import Paths
-from openhoof_router.core.prompt import PromptCodec
+from openhoof_router.core.prompt import PromptCodec, VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
+from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
 from openhoof_router.learning.trainers.loop import run_loop
 from openhoof_router.learning.trainers.memory import PeakMemory
-
-PEFT_DIR = "peft"
+from openhoof_router.models.base_model import BaseModelRef
+from openhoof_router.store.paths import Paths
+from openhoof_router.store.runs import RunLayout
 
 
 def group_loss(lm: Any, group: EncodedGroup, pad_id: int = 0):
@@ -60,6 +60,60 @@ def group_loss(lm: Any, group: EncodedGroup, pad_id: int = 0):
         logits = torch.tanh(logits / softcap) * softcap
     return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets), reduction="sum")
 
+
+
+LISTWISE_WEIGHT = 0.5
+"""Weight of the listwise term: the offered tools (and "no tool") compete for the request."""
+
+
+def verdict_group_loss(lm: Any, group: VerdictGroup, yes_id: int, no_id: int, pad_id: int = 0):
+    """Summed verdict loss of a group sharing one prefix (tool block run once, as above).
+
+    At each verdict position only two logits matter, "yes" and "no": their difference is
+    the tool's margin. Per request: a yes/no cross-entropy averaged separately over needed
+    and not-needed positions (so twenty unneeded tools do not drown the one needed), plus a
+    listwise softmax over all margins ("no tool" included) that puts the mass on the
+    needed ones: tools compete, and several can still win.
+    """
+    import torch
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    prefix, items = group.prefix, group.items
+    decoder, head = lm.model, lm.lm_head
+    size = len(items)
+    cache = DynamicCache(config=lm.config)
+    decoder(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
+    if size > 1:
+        cache.batch_repeat_interleave(size)
+    width = max(len(it.ids) for it in items)
+    suffix = torch.full((size, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((size, len(prefix) + width), dtype=torch.long)
+    mask[:, : len(prefix)] = 1
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, it in enumerate(items):
+        suffix[i, : len(it.ids)] = torch.tensor(it.ids)
+        mask[i, len(prefix): len(prefix) + len(it.ids)] = 1
+        rows.extend([i] * len(it.positions))
+        cols.extend(it.positions)
+    hidden = decoder(input_ids=suffix, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
+    pair = head.weight[[yes_id, no_id]]
+    logits = (hidden[rows, cols] @ pair.T).float()
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    margins = logits[:, 0] - logits[:, 1]
+    total = margins.new_zeros(())
+    start = 0
+    for it in items:
+        m = margins[start: start + len(it.positions)]
+        start += len(it.positions)
+        y = torch.tensor(it.labels, dtype=torch.bool)
+        per = torch.where(y, F.softplus(-m), F.softplus(m))
+        total = total + per[y].mean() + (per[~y].mean() if (~y).any() else 0.0)
+        total = total - LISTWISE_WEIGHT * torch.log_softmax(m, dim=0)[y].mean()
+    return total
 
 def cpu_has_bf16() -> bool:
     """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): there a bf16
@@ -108,11 +162,17 @@ def train_cpu(
     tokenizer: Any = None,
     start_from: Path | None = None,
     checkpoint_every: int = 0,
+    resume: bool = False,
+    verdicts: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter; saves it in PEFT format to ``out_dir/peft``.
 
     ``model``/``tokenizer`` may be passed in (tests use a tiny Gemma 3 configuration);
-    ``start_from`` is a PEFT adapter folder to continue from.
+    ``start_from`` is a PEFT adapter folder to continue from. ``checkpoint_every`` saves
+    the adapter, the optimizer state and the history under ``out_dir/checkpoints``;
+    ``resume`` continues from the latest of them, with the same result as an uninterrupted
+    run. ``verdicts``: train the per-tool verdicts (prompt format v3), else the
+    sequential answer (v2).
     """
     import torch
 
@@ -125,18 +185,35 @@ def train_cpu(
     started = time.perf_counter()
     peak = PeakMemory().start()
     if model is None:
+        assert base is not None, "a base model or a given model is needed"
         model, tokenizer = load_float_model(base, paths, dtype=train_dtype(cfg))
-    codec = PromptCodec(HFTokenizer(tokenizer))
-    train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
-    val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
+    pad_id = tokenizer.pad_token_id or 0
+    train_enc: list[Any]
+    val_enc: list[Any]
+    if verdicts:
+        vcodec = VerdictCodec(HFTokenizer(tokenizer))
+        train_enc, dropped = encode_verdict_groups(vcodec, train, max_tokens=cfg.max_tokens)
+        val_enc, _ = encode_verdict_groups(vcodec, val, max_tokens=cfg.max_tokens)
+
+        def loss_of(g: Any):
+            return verdict_group_loss(lm, g, vcodec.yes_id, vcodec.no_id, pad_id)
+    else:
+        codec = PromptCodec(HFTokenizer(tokenizer))
+        train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
+        val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
+
+        def loss_of(g: Any):
+            return group_loss(lm, g, pad_id)
     if not train_enc:
         raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
-    peft_model = attach_lora(model, cfg, start_from)
+    layout = RunLayout(root=out_dir)
+    checkpoints = layout.checkpoints
+    latest = sorted(checkpoints.glob("step-*")) if resume and checkpoints.is_dir() else []
+    peft_model = attach_lora(model, cfg, latest[-1] if latest else start_from)
     lm = peft_model.get_base_model()  # LoRA layers are injected in place
-    pad_id = tokenizer.pad_token_id or 0
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    adapter_dir = out_dir / PEFT_DIR
+    adapter_dir = layout.adapter("cpu")
 
     def step(groups: Sequence[EncodedGroup], lr: float) -> float:
         for g in optimizer.param_groups:
@@ -144,7 +221,7 @@ def train_cpu(
         n = sum(len(g.items) for g in groups)
         total = 0.0
         for group in groups:  # one backward per group: only one group's graph is alive at a time
-            loss = group_loss(lm, group, pad_id) / n
+            loss = loss_of(group) / n
             loss.backward()
             total += float(loss.item())
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -155,18 +232,30 @@ def train_cpu(
     def validate(groups: Sequence[EncodedGroup]) -> float:
         peft_model.eval()
         with torch.no_grad():
-            total = sum(float(group_loss(lm, g, pad_id).item()) for g in groups)
+            total = sum(float(loss_of(g).item()) for g in groups)
         peft_model.train()
         return total / sum(len(g.items) for g in groups)
 
-    def save(step_no: int | None = None) -> None:
-        target = adapter_dir if step_no is None else out_dir / "checkpoints" / f"step-{step_no:06d}"
-        peft_model.save_pretrained(str(target))
+    def save_checkpoint(step_no: int, history: list[dict]) -> None:
+        import json
 
+        target = layout.checkpoint(step_no)
+        peft_model.save_pretrained(str(target))
+        torch.save(optimizer.state_dict(), target / "optimizer.pt")
+        (target / "history.json").write_text(json.dumps(history))
+
+    resumed = None
+    if latest:
+        import json
+
+        optimizer.load_state_dict(torch.load(latest[-1] / "optimizer.pt"))
+        done = int(latest[-1].name.split("-")[1])
+        resumed = (done, json.loads((latest[-1] / "history.json").read_text()))
     peft_model.train()
     history, steps, seen = run_loop(train_enc, val_enc, cfg, step, validate, progress=progress,
-                                    checkpoint=save, checkpoint_every=checkpoint_every)
-    save()
+                                    checkpoint=save_checkpoint, checkpoint_every=checkpoint_every, resume=resumed)
+    peft_model.save_pretrained(str(adapter_dir))
     peak.stop()
-    return TrainResult(backend=f"cpu-{train_dtype(cfg) if base is not None else 'given'}", adapter_dir=adapter_dir, history=history, steps=steps, examples=seen,
+    return TrainResult(backend=f"cpu-{train_dtype(cfg) if base is not None else 'given'}", adapter_dir=adapter_dir,
+                       history=history, steps=steps, examples=seen,
                        duration_s=time.perf_counter() - started, peak_rss_mb=peak.peak_rss_mb)

@@ -10,15 +10,17 @@ the GPU instead. ``device="cpu"`` runs the same code path without a GPU (tests).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from openhoof_router.core.prompt import PromptCodec, VerdictCodec
+from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
+from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
+from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
 from openhoof_router.store.paths import Paths
-from openhoof_router.core.prompt import PromptCodec
-from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
-from openhoof_router.learning.trainers.memory import PeakMemory
+from openhoof_router.store.runs import RunLayout
 
 IGNORE = -100
 
@@ -30,6 +32,24 @@ def token_rows(groups: Sequence[EncodedGroup]) -> list[dict[str, list[int]]]:
         for user, answer in group.items:
             prompt = list(group.prefix) + list(user)
             rows.append({"input_ids": prompt + list(answer), "labels": [IGNORE] * len(prompt) + list(answer)})
+    return rows
+
+
+def verdict_rows(groups: Sequence[VerdictGroup], yes_id: int, no_id: int, end_id: int) -> list[dict[str, list[int]]]:
+    """trl-ready rows for verdict training: ``input_ids`` = tool block + user turn + verdict
+    segment (+ an end marker, so the last mark has a successor), ``labels`` = "yes"/"no" at
+    the token *after* each mark (causal LMs predict ``labels[t + 1]`` from position ``t``)
+    and -100 elsewhere. The model never reads a verdict as input, as when serving. (Full-
+    vocabulary cross-entropy at those positions; the CPU trainer's loss adds the balanced
+    per-request weighting and the listwise term.)"""
+    rows = []
+    for group in groups:
+        for item in group.items:
+            ids = list(group.prefix) + list(item.ids) + [end_id]
+            labels = [IGNORE] * len(ids)
+            for pos, label in zip(item.positions, item.labels, strict=False):
+                labels[len(group.prefix) + pos + 1] = yes_id if label else no_id
+            rows.append({"input_ids": ids, "labels": labels})
     return rows
 
 
@@ -63,6 +83,7 @@ def train_cuda(
     model: Any = None,
     tokenizer: Any = None,
     start_from: Path | None = None,
+    verdicts: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter and save it (PEFT format) to ``out_dir/peft``.
 
@@ -73,9 +94,9 @@ def train_cuda(
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from openhoof_router.models.hf import HFTokenizer, load_float_model
     from openhoof_router.learning.trainers.cpu import attach_lora
     from openhoof_router.learning.trainers.loop import show_progress
+    from openhoof_router.models.hf import HFTokenizer, load_float_model
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -84,6 +105,7 @@ def train_cuda(
     peak = PeakMemory().start()
     use_unsloth = False
     if model is None:
+        assert base is not None, "a base model or a given model is needed"
         if device == "cuda":
             try:
                 model, tokenizer = _load_unsloth(base, paths, cfg, start_from)
@@ -94,9 +116,19 @@ def train_cuda(
             model, tokenizer = load_float_model(base, paths)
     if not use_unsloth:
         model = attach_lora(model, cfg, start_from)
-    codec = PromptCodec(HFTokenizer(tokenizer))
-    train_rows = token_rows(encode_groups(codec, train, max_tokens=cfg.max_tokens)[0])
-    val_rows = token_rows(encode_groups(codec, val, max_tokens=cfg.max_tokens)[0])
+    if verdicts:
+        vc = VerdictCodec(HFTokenizer(tokenizer))
+
+        def rows_of(groups: Sequence[Group]) -> list[dict[str, list[int]]]:
+            enc = encode_verdict_groups(vc, groups, max_tokens=cfg.max_tokens)[0]
+            return verdict_rows(enc, vc.yes_id, vc.no_id, vc.end_id)
+    else:
+        codec = PromptCodec(HFTokenizer(tokenizer))
+
+        def rows_of(groups: Sequence[Group]) -> list[dict[str, list[int]]]:
+            return token_rows(encode_groups(codec, groups, max_tokens=cfg.max_tokens)[0])
+    train_rows = rows_of(train)
+    val_rows = rows_of(val)
     if not train_rows:
         raise ValueError("no training examples left after encoding")
 
@@ -147,8 +179,8 @@ def train_cuda(
         callbacks=[_History()],
     )
     trainer.train()
-    adapter_dir = out_dir / "peft"
-    trainer.model.save_pretrained(str(adapter_dir))
+    adapter_dir = RunLayout(root=out_dir).adapter("cuda")
+    trainer.model.save_pretrained(str(adapter_dir))  # type: ignore[union-attr,operator]  # a PEFT model here
     peak.stop()
     on_gpu = device == "cuda" and torch.cuda.is_available()
     return TrainResult(

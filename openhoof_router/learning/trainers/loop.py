@@ -12,16 +12,16 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from openhoof_router.learning.config import TrainConfig
-from openhoof_router.learning.data.groups import EncodedGroup
 
-StepFn = Callable[[Sequence[EncodedGroup], float], float]
-ValFn = Callable[[Sequence[EncodedGroup]], float]
+StepFn = Callable[[Sequence[Any], float], float]
+ValFn = Callable[[Sequence[Any]], float]
 
 
-def plan_steps(groups: Sequence[EncodedGroup], batch_size: int) -> list[list[int]]:
+def plan_steps(groups: Sequence[Any], batch_size: int) -> list[list[int]]:
     """Consecutive groups packed into steps of at least ``batch_size`` examples."""
     steps: list[list[int]] = []
     current: list[int] = []
@@ -60,18 +60,25 @@ def log_line(desc: str, n: int, total: int, loss: float, elapsed: float) -> str:
 
 
 def run_loop(
-    train: Sequence[EncodedGroup],
-    val: Sequence[EncodedGroup],
+    train: Sequence[Any],
+    val: Sequence[Any],
     cfg: TrainConfig,
     step: StepFn,
     validate: ValFn,
     *,
     progress: bool = True,
     desc: str = "training",
-    checkpoint: Callable[[int], None] | None = None,
+    checkpoint: Callable[[int, list[dict]], None] | None = None,
     checkpoint_every: int = 0,
+    resume: tuple[int, list[dict]] | None = None,
 ) -> tuple[list[dict], int, int]:
-    """Run the planned steps; returns (history, steps, examples seen)."""
+    """Run the planned steps; returns (history, steps, examples seen).
+
+    ``checkpoint(step, history)`` is called every ``checkpoint_every`` steps; ``resume``
+    = (steps done, their history) skips those steps of the same plan (the trainer has
+    restored the weights and optimizer state saved at that step), so an interrupted run
+    ends where an uninterrupted one would.
+    """
     from tqdm.auto import tqdm
 
     plan = plan_steps(train, cfg.batch_size)
@@ -81,13 +88,16 @@ def run_loop(
         plan = plan[: cfg.max_steps]
     total = len(plan)
     eval_every = max(1, total // 6)
-    history: list[dict] = []
-    seen = 0
+    done, history = resume if resume is not None else (0, [])
+    history = list(history[:done])
+    seen = sum(len(train[i].items) for indices in plan[:done] for i in indices)
     started = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress))
+    bar = tqdm(total=total, initial=done, desc=desc, unit="step", disable=not show_progress(progress))
     plain_log = progress and bar.disable
     last_log = started
     for n, indices in enumerate(plan, 1):
+        if n <= done:
+            continue
         groups = [train[i] for i in indices]
         lr = learning_rate(cfg, n - 1, total)
         loss = step(groups, lr)
@@ -103,9 +113,9 @@ def run_loop(
         bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith("loss")})
         now = time.perf_counter()
         if plain_log and (now - last_log >= LOG_EVERY_S or n == total):
-            print(log_line(desc, n, total, loss, now - started), file=sys.stderr, flush=True)
+            print(log_line(desc, n - done, total - done, loss, now - started), file=sys.stderr, flush=True)
             last_log = now
         if checkpoint is not None and checkpoint_every and n % checkpoint_every == 0 and n < total:
-            checkpoint(n)
+            checkpoint(n, history)
     bar.close()
     return history, total, seen

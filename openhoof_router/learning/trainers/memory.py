@@ -30,7 +30,7 @@ class PeakMemory:
             self.peak_rss_mb = max(self.peak_rss_mb, proc.memory_info().rss / 2**20)
             self._stop.wait(self.interval_s)
 
-    def start(self) -> "PeakMemory":
+    def start(self) -> PeakMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self

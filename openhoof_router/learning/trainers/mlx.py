@@ -27,23 +27,25 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from openhoof_router.models import mlx_toolkit
-from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
-from openhoof_router.store.paths import Paths
-from openhoof_router.core.prompt import PromptCodec
+from openhoof_router.core.prompt import PromptCodec, VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
+from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
 from openhoof_router.learning.trainers.loop import run_loop
 from openhoof_router.learning.trainers.memory import PeakMemory
+from openhoof_router.models import mlx_toolkit
+from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
+from openhoof_router.models.lora import ADAPTER_CONFIG, MLX_WEIGHTS
+from openhoof_router.store.paths import Paths
+from openhoof_router.store.runs import RunLayout
 
 mlx_toolkit.preload_mkl()  # before anything imports mlx.core
 
-MLX_DIR = "mlx"
 LORA_KEYS = tuple(
     f"self_attn.{m}" if m.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else f"mlp.{m}"
     for m in TARGET_MODULES
@@ -67,7 +69,7 @@ def _batch(groups: Sequence[EncodedGroup], pad_id: int):
     positions = np.zeros((len(items), width), dtype=np.int32)
     targets = np.zeros((len(items), width), dtype=np.int32)
     mask = np.zeros((len(items), width), dtype=np.float32)
-    for i, ((prompt, completion), seq) in enumerate(zip(items, seqs)):
+    for i, ((prompt, completion), seq) in enumerate(zip(items, seqs, strict=False)):
         inputs[i, : len(seq) - 1] = seq[:-1]
         n = len(completion)
         # hidden state at position t predicts token t + 1
@@ -89,6 +91,50 @@ def answer_loss(model: Any, inputs: Any, positions: Any, targets: Any, mask: Any
     logits = mlx_toolkit.head(model, flat).astype(mx.float32)
     ce = nn.losses.cross_entropy(logits, targets, reduction="none")
     return (ce * mask).sum() / n_examples
+
+
+def _verdict_batch(groups: Sequence[VerdictGroup], pad_id: int):
+    """Inputs (B, L), gather positions of the verdict marks, labels and their weights."""
+    import mlx.core as mx
+
+    seqs = [list(g.prefix) + list(it.ids) for g in groups for it in g.items]
+    items = [(len(g.prefix), it) for g in groups for it in g.items]
+    length = max(len(s) for s in seqs)
+    width = max(len(it.positions) for _, it in items)
+    inputs = np.full((len(seqs), length), pad_id, dtype=np.int32)
+    positions = np.zeros((len(seqs), width), dtype=np.int32)
+    labels = np.zeros((len(seqs), width), dtype=np.float32)
+    valid = np.zeros((len(seqs), width), dtype=np.float32)
+    for i, (seq, (offset, it)) in enumerate(zip(seqs, items, strict=False)):
+        inputs[i, : len(seq)] = seq
+        n = len(it.positions)
+        positions[i, :n] = i * length + offset + np.asarray(it.positions)
+        positions[i, n:] = i * length
+        labels[i, :n] = it.labels
+        valid[i, :n] = 1.0
+    return (mx.array(inputs), mx.array(positions.reshape(-1)), mx.array(labels), mx.array(valid), len(seqs))
+
+
+def verdict_loss(model: Any, pair: tuple[int, int], inputs: Any, positions: Any, labels: Any, valid: Any,
+                 n_examples: int):
+    """The CPU trainer's verdict loss (:func:`..cpu.verdict_group_loss`), batched: balanced
+    yes/no cross-entropy per request plus the listwise term, over the two logits that matter."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from openhoof_router.learning.trainers.cpu import LISTWISE_WEIGHT
+
+    hidden = model.model(inputs)
+    flat = hidden.reshape(-1, hidden.shape[-1])[positions]
+    logits = mlx_toolkit.head(model, flat).astype(mx.float32)
+    margins = (logits[:, pair[0]] - logits[:, pair[1]]).reshape(labels.shape)
+    per = labels * nn.softplus(-margins) + (1 - labels) * nn.softplus(margins)
+    pos, neg = labels * valid, (1 - labels) * valid
+    bce = (per * pos).sum(1) / mx.maximum(pos.sum(1), 1) + (per * neg).sum(1) / mx.maximum(neg.sum(1), 1)
+    masked = mx.where(valid > 0, margins, -1e9)
+    logp = masked - mx.logsumexp(masked, axis=1, keepdims=True)
+    listwise = -(logp * pos).sum(1) / mx.maximum(pos.sum(1), 1)
+    return (bce + LISTWISE_WEIGHT * listwise).sum() / n_examples
 
 
 def _load_start(model: Any, start_from: Path, scale: float) -> None:
@@ -113,7 +159,7 @@ def save_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, *, num_layers:
 
     adapter_dir.mkdir(parents=True, exist_ok=True)
     weights = dict(tree_flatten(model.trainable_parameters()))
-    mx.save_safetensors(str(adapter_dir / "adapters.safetensors"), weights)
+    mx.save_safetensors(str(adapter_dir / MLX_WEIGHTS), weights)
     config = {
         "fine_tune_type": "lora",
         "num_layers": num_layers,
@@ -122,7 +168,7 @@ def save_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, *, num_layers:
         "base_model": base.identity,
         "peft_equivalent": {"r": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "target_modules": list(TARGET_MODULES)},
     }
-    (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    (adapter_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
 
 
 def train_mlx(
@@ -135,8 +181,10 @@ def train_mlx(
     progress: bool = True,
     *,
     start_from: Path | None = None,
+    verdicts: bool = False,
 ) -> TrainResult:
-    """Train a LoRA adapter with MLX; write ``out_dir/mlx``."""
+    """Train a LoRA adapter with MLX; write ``out_dir/mlx``. ``verdicts``: the per-tool
+    verdicts (format v3, as the CPU trainer), else the sequential answer (v2)."""
     mx, nn, _ = mlx_toolkit.import_mlx()
     import mlx.optimizers as optim
     from mlx_lm.tuner.utils import linear_to_lora_layers
@@ -152,12 +200,30 @@ def train_mlx(
     try:
         mx.random.seed(cfg.seed)
         model, tokenizer = mlx_toolkit.load_model(float_checkpoint(base, paths))
-        codec = PromptCodec(HFTokenizer(tokenizer))
-        train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
-        val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
+        pad_id = tokenizer.pad_token_id or 0
+        train_enc: list[Any]
+        val_enc: list[Any]
+        loss_fn: Any
+        if verdicts:
+            vc = VerdictCodec(HFTokenizer(tokenizer))
+            train_enc, dropped = encode_verdict_groups(vc, train, max_tokens=cfg.max_tokens)
+            val_enc, _ = encode_verdict_groups(vc, val, max_tokens=cfg.max_tokens)
+
+            def loss_fn(m: Any, *batch: Any) -> Any:
+                return verdict_loss(m, (vc.yes_id, vc.no_id), *batch)
+
+            def make_batch(groups: Sequence[Any]) -> Any:
+                return _verdict_batch(groups, pad_id)
+        else:
+            codec = PromptCodec(HFTokenizer(tokenizer))
+            train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
+            val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
+            loss_fn = answer_loss
+
+            def make_batch(groups: Sequence[Any]) -> Any:
+                return _batch(groups, pad_id)
         if not train_enc:
             raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
-        pad_id = codec.tokenizer.tok.pad_token_id or 0
 
         model.freeze()
         num_layers = len(model.layers)
@@ -170,11 +236,11 @@ def train_mlx(
             _load_start(model, start_from, lora_scale(cfg))
         model.train()
         optimizer = optim.AdamW(learning_rate=cfg.lr, weight_decay=0.0, bias_correction=True)
-        loss_and_grad = nn.value_and_grad(model, answer_loss)
+        loss_and_grad = nn.value_and_grad(model, loss_fn)
 
         def step(groups: Sequence[EncodedGroup], lr: float) -> float:
             optimizer.learning_rate = lr
-            loss, grads = loss_and_grad(model, *_batch(groups, pad_id))
+            loss, grads = loss_and_grad(model, *make_batch(groups))
             if cfg.grad_clip and cfg.grad_clip > 0:
                 grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
             optimizer.update(model, grads)
@@ -185,8 +251,8 @@ def train_mlx(
             model.eval()
             total, count = 0.0, 0
             for group in groups:
-                batch = _batch([group], pad_id)
-                loss = answer_loss(model, *batch)
+                batch = make_batch([group])
+                loss = loss_fn(model, *batch)
                 mx.eval(loss)
                 total += float(loss) * batch[-1]
                 count += batch[-1]
@@ -195,7 +261,7 @@ def train_mlx(
 
         history, steps, seen = run_loop(train_enc, val_enc, cfg, step, validate, progress=progress, desc="mlx lora")
         model.eval()
-        adapter_dir = out_dir / MLX_DIR
+        adapter_dir = RunLayout(root=out_dir).adapter("mlx")
         save_adapter(model, adapter_dir, cfg, num_layers=num_layers, base=base)
     finally:
         peak.stop()

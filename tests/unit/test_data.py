@@ -6,14 +6,6 @@ import itertools
 
 import pytest
 
-from openhoof_router.store.jsonl import append_jsonl, read_jsonl
-from openhoof_router.store.paths import (
-    CURATED_EVAL_FILE,
-    CURATED_EXTRA_FILE,
-    CURATED_TRAIN_FILE,
-    FOLLOWUPS_EVAL_FILE,
-    FOLLOWUPS_TRAIN_FILE,
-)
 from openhoof_router.core.records import OutcomeRecord, TrainingRecord
 from openhoof_router.learning.data.assemble import (
     NEAR_DUPLICATE_JACCARD,
@@ -28,6 +20,14 @@ from openhoof_router.learning.data.assemble import (
     word_set,
 )
 from openhoof_router.learning.data.groups import records_to_groups
+from openhoof_router.store.jsonl import append_jsonl, read_jsonl
+from openhoof_router.store.paths import (
+    CURATED_EVAL_FILE,
+    CURATED_EXTRA_FILE,
+    CURATED_TRAIN_FILE,
+    FOLLOWUPS_EVAL_FILE,
+    FOLLOWUPS_TRAIN_FILE,
+)
 
 
 def _near_duplicates(messages: list[str]) -> list[tuple[str, str]]:
@@ -140,7 +140,7 @@ def test_general_corpus_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    from conftest import SHARED
+    from support import SHARED
 
     corpus = SHARED / "corpora" / "seal_tools"
     if not corpus.is_dir():

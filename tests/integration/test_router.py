@@ -117,7 +117,7 @@ def test_decisions_are_child_runs_in_the_trace(router):
     [child] = decision_runs(run)
     meta = child.extra["metadata"]
     assert child.parent_run_id == run.id
-    assert meta[DECISION_ID_KEY] == d.decision_id and meta["openhoof_tools"] == d.tool_names
+    assert meta[DECISION_ID_KEY] == d.decision_id and meta["openhoof_selected"] == d.tool_names
     assert meta["openhoof_scores"] == d.scores and meta["openhoof_confidence"] == d.confidence
     assert meta["openhoof_latency_ms"] > 0 and meta["openhoof_model"].startswith("gemma-3-270m")
 

@@ -8,8 +8,8 @@ is imported before anything imports ``mlx.core``. If that was too late (another 
 imported MLX first), the whole file re-runs itself in a subprocess with ``LD_PRELOAD`` set.
 By hand, on Linux::
 
-    OPENHOOF_CACHE_DIR=/tmp/oh/cache python -m pytest -q tests/test_mlx.py
-    # or, explicitly:  LD_PRELOAD=$VIRTUAL_ENV/lib/libmkl_rt.so.3 python -m pytest -q tests/test_mlx.py
+    OPENHOOF_CACHE_DIR=/tmp/oh/cache python -m pytest -q tests/integration/test_mlx.py
+    # or, explicitly:  LD_PRELOAD=$VIRTUAL_ENV/lib/libmkl_rt.so.3 python -m pytest -q tests/integration/test_mlx.py
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """GGUF export: llama.cpp running the exported weights picks the same next token as transformers.
 
-Real models end to end: the embedded base dequantized in transformers, written back with
-``write_gguf`` and served by llama.cpp; a PEFT LoRA merged into the base GGUF with numpy
+Real models end to end: a PEFT LoRA merged into the embedded base GGUF with numpy
 (``merge_lora_gguf``, what serving and ``hoof-train run`` use) against transformers + PEFT;
-and a tiny random Gemma 3 config. Prompts go through the serving path (cached tool block,
-then the user turn) on both sides, with the very same token ids.
+and the tiny random Gemma 3 the training tests use as a base (``support.tiny_gguf``).
+Prompts go through the serving path (cached tool block, then the user turn) on both sides,
+with the very same token ids.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ pytest.importorskip("peft")
 pytest.importorskip("llama_cpp")
 
 from openhoof_router.models.llamacpp import LlamaCppBackend  # noqa: E402
-from openhoof_router.models.merge import ExportError, merge_lora_gguf, read_metadata, write_gguf  # noqa: E402
+from openhoof_router.models.gguf_file import read_metadata  # noqa: E402
+from openhoof_router.models.merge import merge_lora_gguf  # noqa: E402
+from support.tiny_gguf import write_tiny_gguf  # noqa: E402
 from openhoof_router.core.tools import builtin_tools  # noqa: E402
 from openhoof_router.learning.config import TARGET_MODULES  # noqa: E402
 
@@ -51,7 +53,7 @@ def prompts(engine) -> Prompts:
 
 @pytest.fixture(scope="module")
 def hf_base(base_ref):
-    from openhoof_router.models.hf import load_gguf_as_transformers
+    from openhoof_router.models.base_model import load_gguf_as_transformers
 
     model, _ = load_gguf_as_transformers(base_ref.gguf)
     return model.eval()
@@ -117,20 +119,6 @@ def assert_same_choice(reference: list[np.ndarray], served: list[np.ndarray], la
         assert drift < 1.5, f"{label}: prompt {i} logits drift by {drift}"
 
 
-def test_base_round_trip_q8_0(hf_base, base_ref, prompts, base_logits, out_dir):
-    out = write_gguf(hf_base, hf_base.config, base_ref.gguf, out_dir / "base-q8_0.gguf")
-    print(f"base q8_0 GGUF: {out.stat().st_size / 1e6:.1f} MB")
-    assert not list(out_dir.glob(".*.tmp"))  # the temp file was renamed, not left behind
-
-    meta, template = read_metadata(out), read_metadata(base_ref.gguf)
-    for key in [k for k in template if k.startswith("tokenizer.")]:
-        assert meta[key] == template[key], key
-    assert meta["general.architecture"][0] == b"gemma3"
-    assert meta["gemma3.block_count"][0] == 18 and meta["general.size_label"][0] == b"270M"
-
-    assert_same_choice(base_logits, llama_next_logits(out, prompts), "base")
-
-
 def test_lora_merged_export_matches_peft(hf_base, base_ref, prompts, base_logits, out_dir):
     from peft import LoraConfig, get_peft_model
 
@@ -149,6 +137,7 @@ def test_lora_merged_export_matches_peft(hf_base, base_ref, prompts, base_logits
     # the adapter is read back from disk and merged into the base GGUF (numpy, no torch)
     out = merge_lora_gguf(base_ref.gguf, peft_dir, out_dir / "router-q8_0.gguf")
     print(f"router q8_0 GGUF: {out.stat().st_size / 1e6:.1f} MB")
+    assert not list(out_dir.glob(".*.tmp"))  # the temp file was renamed, not left behind
     meta, template = read_metadata(out), read_metadata(base_ref.gguf)
     assert all(meta[k] == template[k] for k in template if k.startswith("tokenizer."))
     served = llama_next_logits(out, prompts)
@@ -194,26 +183,11 @@ def test_tiny_random_config_f32(base_ref, prompts, out_dir):
             if name.endswith("norm.weight"):
                 param.normal_(0.0, 0.3)
     two = (prompts[0], prompts[1][:2])
-    out = write_gguf(model.state_dict(), model.config, base_ref.gguf, out_dir / "tiny-f32.gguf", dtype="f32")
+    out = write_tiny_gguf(model, base_ref.gguf, out_dir / "tiny-f32.gguf")
     print(f"tiny f32 GGUF: {out.stat().st_size / 1e6:.1f} MB")
     meta = read_metadata(out)
     assert meta["gemma3.block_count"][0] == 2 and meta["gemma3.embedding_length"][0] == 64
-    assert "general.size_label" not in meta  # the template's "270M" no longer holds
     reference, served = hf_next_logits(model, two), llama_next_logits(out, two)
     for ref, got in zip(reference, served):
         assert got.argmax() == ref.argmax()
         assert np.abs(ref - got).max() < 0.05  # F32: only float rounding apart
-
-
-def test_refuses_what_llama_cpp_would_run_differently(base_ref, out_dir):
-    from transformers import Gemma3ForCausalLM
-
-    target = out_dir / "refused.gguf"
-    small_vocab = Gemma3ForCausalLM(tiny_config(vocab_size=512))
-    with pytest.raises(ExportError, match="vocab_size"):
-        write_gguf(small_vocab, None, base_ref.gguf, target)
-    with pytest.raises(ExportError, match="query_pre_attn_scalar"):
-        write_gguf({}, tiny_config(query_pre_attn_scalar=256), base_ref.gguf, target)
-    with pytest.raises(ValueError, match="dtype"):
-        write_gguf(small_vocab, tiny_config(), base_ref.gguf, target, dtype="q4_k")
-    assert not target.exists() and not list(out_dir.glob(".refused*"))

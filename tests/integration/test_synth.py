@@ -6,25 +6,11 @@ validation, deduplication and locked appends are tested on."""
 
 from __future__ import annotations
 
+from support import CUSTOM_TOOLS
+
 from openhoof_router.store.jsonl import read_jsonl
 from openhoof_router.core.records import TrainingRecord
-from openhoof_router.core.tools import normalize_tools
-from openhoof_router.learning.data.teacher import build_request, make_teacher, parse_messages, synthesize
-
-CUSTOM_TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
-                                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
-    {"type": "function", "function": {"name": "book_table", "description": "Reserve a restaurant table.",
-                                      "parameters": {"type": "object", "properties": {"when": {"type": "string"}}}}},
-]
-
-
-def test_parser_accepts_only_the_asked_json():
-    assert parse_messages('<think>hmm</think>{"messages": ["a b c d e f", 3]}') == ["a b c d e f"]
-    assert parse_messages("sure! here you go") is None
-    assert parse_messages('{"messages": "not a list"}') is None
-    roles = [role for role, _ in build_request(normalize_tools(CUSTOM_TOOLS), ("get_weather",), 4)]
-    assert roles == ["system", "human"]
+from openhoof_router.learning.data.teacher import make_teacher, synthesize
 
 
 def test_generate_for_custom_tools_against_loopback_teacher(server_url, paths):
@@ -46,12 +32,3 @@ def test_generate_for_custom_tools_against_loopback_teacher(server_url, paths):
     # a second round never re-adds what is there
     again = synthesize(teacher, CUSTOM_TOOLS, 3, paths, per_request=3, seed=1, progress=False, max_requests=3)
     assert len(read_jsonl(paths.synthetic_file, TrainingRecord)) == report.added + again.added
-
-
-def test_unreachable_teacher_is_counted_not_fatal(paths):
-    from loopback_server import free_port
-
-    teacher = make_teacher(f"http://127.0.0.1:{free_port()}/v1", "nobody", max_tokens=16)
-    report = synthesize(teacher, CUSTOM_TOOLS, 2, paths, progress=False, max_requests=2)
-    assert report.added == 0 and report.failed_requests == 2
-    assert not paths.synthetic_file.exists()

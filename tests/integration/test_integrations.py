@@ -20,7 +20,7 @@ from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.store.logs import DecisionLog, OutcomeLog
 from openhoof_router.core.records import RoutingDecision
-from openhoof_router.langchain.runnable import decision_info
+from openhoof_router.langchain.tracing import decision_info
 
 langchain_openai = pytest.importorskip("langchain_openai")
 ChatOpenAI = langchain_openai.ChatOpenAI
@@ -30,7 +30,7 @@ MAX_TOKENS = 6
 
 
 def _free_port() -> int:
-    from loopback_server import free_port
+    from support.loopback_server import free_port
 
     return free_port()
 

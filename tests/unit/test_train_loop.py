@@ -1,0 +1,20 @@
+"""The shared training loop with stand-in step functions (the loop is the part under test)."""
+
+from __future__ import annotations
+
+from openhoof_router.learning.config import TrainConfig
+from openhoof_router.learning.data.groups import EncodedGroup
+from openhoof_router.learning.trainers.loop import run_loop
+
+
+def test_training_without_a_terminal_logs_plain_progress_lines(capfd):
+    """Under cron or nohup there is no bar, but stderr still says how far training got."""
+    groups = [EncodedGroup(prefix=(1, 2), items=(((3,), (4, 5)),) * 4) for _ in range(6)]
+    losses = iter([3.0, 2.0, 1.5])
+    history, steps, seen = run_loop(groups, [], TrainConfig(batch_size=8), lambda g, lr: next(losses),
+                                    lambda v: 0.0, progress=True)
+    err = capfd.readouterr().err  # pytest's captured stderr is not a terminal
+    assert steps == 3 and seen == 24 and [r["loss"] for r in history] == [3.0, 2.0, 1.5]
+    assert "training: step 3/3, loss 1.5000" in err
+    run_loop(groups, [], TrainConfig(batch_size=8), lambda g, lr: 1.0, lambda v: 0.0, progress=False)
+    assert capfd.readouterr().err == ""
