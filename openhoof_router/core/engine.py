@@ -31,14 +31,13 @@ from openhoof_router.core.prompt import (
     CONTEXT_TURNS,
     DETAIL_LEVELS,
     PROMPT_FORMAT,
-    VERDICT_FORMAT,
     AnswerVocabulary,
     PromptCodec,
-    VerdictCodec,
     clean_text,
 )
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
+from openhoof_router.core.verdict_prompt import VERDICT_FORMAT, VerdictCodec
 from openhoof_router.core.verdicts import VerdictRule, confidence, read_verdicts
 from openhoof_router.models.loading import Backend, load_backend, resolve_run, run_decoding
 

@@ -35,13 +35,12 @@ exactly the tokens serving sees. (:mod:`.answer_text` reads answers back from te
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from openhoof_router.core.records import NO_TOOL, PastTurn
+from openhoof_router.core.text import ELLIPSIS, _cut_middle, _one_line, clean_text  # noqa: F401 - clean_text is public here
 from openhoof_router.core.tools import ToolSpec
 
 PROMPT_FORMAT = "openhoof-v2"
@@ -63,28 +62,6 @@ DETAIL_LEVELS: tuple[tuple[int, int], ...] = ((120, 8), (60, 8), (30, 4), (0, 0)
 CONTEXT_TURNS = 3
 """Earlier turns the router reads by default."""
 CONTEXT_USER_CHARS, CONTEXT_RESULT_CHARS, CONTEXT_REPLY_CHARS = 160, 80, 100
-ELLIPSIS = "…"
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def clean_text(text: str) -> str:
-    """Plain text for the model: lone surrogates become U+FFFD, control characters spaces.
-
-    (``json.loads`` produces lone surrogates from escaped input; they cannot be encoded.)
-    """
-    if not isinstance(text, str):
-        text = str(text)
-    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(clean_text(text).split())
-    if limit <= 0:
-        return ""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
-
 
 # -- text rendering (what the token ids spell) ------------------------------------------
 
@@ -304,138 +281,3 @@ class PromptCodec:
             user=tuple(self.user_turn(message, context)),
             answer=tuple(self.vocabulary(names).answer_ids(answer)),
         )
-
-
-
-# -- verdicts: a yes/no per offered tool (format openhoof-v3) ------------------------------
-
-VERDICT_FORMAT = "openhoof-v3"
-VERDICT_INSTRUCTION = (
-    "You route requests to tools. The tools are numbered. For each number, say whether the "
-    f"user's request needs that tool; {0} stands for \"no tool is needed\"."
-)
-VERDICT_MARK = "?"
-YES, NO = "yes", "no"
-
-
-def _verdict_developer_text(tools: Sequence[ToolSpec], level: int) -> str:
-    lines = (f"{i} {render_tool_line(t, level)}" for i, t in enumerate(tools, 1))
-    return "developer\n" + VERDICT_INSTRUCTION + "\nTools:\n" + "\n".join(lines)
-
-
-def render_past_turn(turn: PastTurn) -> str:
-    """One earlier turn as a user turn and a model turn (what was called, what was said)."""
-    user = _one_line(turn.user, CONTEXT_USER_CHARS)
-    said = []
-    if turn.tools:
-        said.append("tools: " + "; ".join(
-            f"{_one_line(c.name, 64)} -> {_one_line(c.result, CONTEXT_RESULT_CHARS)}" if c.result.strip()
-            else _one_line(c.name, 64) for c in turn.tools))
-    if turn.reply.strip():
-        said.append("assistant: " + _one_line(turn.reply, CONTEXT_REPLY_CHARS))
-    return f"{START}user\n{user}{END}\n{START}model\n" + ("\n".join(said) or "-") + f"{END}\n"
-
-
-def render_verdict_prompt(tools: Sequence[ToolSpec], message: str, context: Sequence[PastTurn] = ()) -> str:
-    """The whole v3 prompt as text, verdict segment included (for reading, not for encoding)."""
-    marks = "".join(f"{i}{VERDICT_MARK}" for i in [*range(1, len(tools) + 1), 0])
-    return (f"{START}{_verdict_developer_text(tools, 0)}{END}\n" + "".join(render_past_turn(t) for t in context)
-            + f"{START}user\n{clean_text(message).strip()}{END}\n{START}model\n{marks}")
-
-
-@dataclass(frozen=True)
-class VerdictSegment:
-    """The model turn's verdict marks for a list of ``n`` tools: ``1?2?…n?0?``.
-
-    ``positions[i]`` is the index in ``ids`` of the mark whose next-token logits hold
-    the verdict on tool ``i + 1``; the last one is "no tool" (``0?``).
-    """
-
-    ids: tuple[int, ...]
-    positions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class VerdictExample:
-    """One training example as ids: tool block, earlier turns + user turn, verdict segment,
-    and the label (1 = needed) at each verdict position, "no tool" last."""
-
-    prefix: tuple[int, ...]
-    user: tuple[int, ...]
-    segment: VerdictSegment
-    labels: tuple[int, ...]
-
-
-class VerdictCodec(PromptCodec):
-    """The v3 layout: numbered tools, earlier turns as real turns (append-only, so a
-    conversation's evaluated state can be reused), and a verdict mark per tool."""
-
-    name = VERDICT_FORMAT
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        super().__init__(tokenizer)
-        self.yes_id = tokenizer.encode(YES)[0]  # one token each in Gemma's vocabulary
-        self.no_id = tokenizer.encode(NO)[0]
-        self._mark = tuple(tokenizer.encode(VERDICT_MARK))
-        self._digits: dict[int, tuple[int, ...]] = {}
-        self._segments: dict[int, VerdictSegment] = {}
-
-    def tool_block(self, tools: Sequence[ToolSpec], level: int = 0) -> tuple[int, ...]:
-        text = _verdict_developer_text(tools, level)
-        ids = self._blocks.get((text, level))
-        if ids is None:
-            ids = (self.tokenizer.bos_id, *self._turn(text))
-            if len(self._blocks) > 64:
-                self._blocks.clear()
-            self._blocks[(text, level)] = ids
-        return ids
-
-    def past_turn(self, turn: PastTurn) -> list[int]:
-        said = render_past_turn(turn)
-        user_part, model_part = said.split(f"{END}\n{START}model\n", 1)
-        # the model turn opens exactly as the current turn's does: a conversation's tokens only grow
-        return [*self._turn(user_part[len(START):]), *self._model_open,
-                *self.tokenizer.encode(model_part[: -len(END) - 1]), self.end_id, *self._newline]
-
-    def user_turn(self, message: str, context: Sequence[PastTurn] = ()) -> list[int]:
-        ids: list[int] = []
-        for turn in context:
-            ids.extend(self.past_turn(turn))
-        return [*ids, *self._turn("user\n" + clean_text(message).strip()), *self._model_open]
-
-    def segment(self, n_tools: int) -> VerdictSegment:
-        seg = self._segments.get(n_tools)
-        if seg is None:
-            ids: list[int] = []
-            positions = []
-            for i in [*range(1, n_tools + 1), 0]:
-                digits = self._digits.get(i)
-                if digits is None:
-                    digits = self._digits[i] = tuple(self.tokenizer.encode(str(i)))
-                ids.extend(digits)
-                ids.extend(self._mark)
-                positions.append(len(ids) - 1)
-            seg = VerdictSegment(tuple(ids), tuple(positions))
-            if len(self._segments) > 256:
-                self._segments.clear()
-            self._segments[n_tools] = seg
-        return seg
-
-    def encode_verdicts(self, tools: Sequence[ToolSpec], message: str, needed: Sequence[str],
-                        context: Sequence[PastTurn] = (), *, level: int = 0) -> VerdictExample:
-        """A training example, tokenized exactly as the router tokenizes a call."""
-        wanted = set(needed)
-        labels = [int(t.name in wanted) for t in tools]
-        labels.append(int(not any(labels)))
-        return VerdictExample(self.tool_block(tools, level), tuple(self.user_turn(message, context)),
-                              self.segment(len(tools)), tuple(labels))
-
-
-def _cut_middle(text: str, keep: int) -> str:
-    if keep >= len(text):
-        return text
-    if keep <= 1:
-        return ELLIPSIS
-    head = (2 * keep) // 3
-    tail = keep - head - 1
-    return text[:head] + ELLIPSIS + (text[-tail:] if tail > 0 else "")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openhoof_router.core.prompt import VerdictCodec, VerdictSegment
+from openhoof_router.core.verdict_prompt import VerdictCodec, VerdictSegment
 from openhoof_router.models.backend import Backend
 
 DEFAULT_TOP_THRESHOLD = 0.5

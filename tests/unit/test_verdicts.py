@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from openhoof_router.core.prompt import VerdictCodec, render_verdict_prompt
 from openhoof_router.core.records import PastToolCall, PastTurn
 from openhoof_router.core.tools import ToolSpec
-from openhoof_router.core.verdicts import Verdicts, VerdictRule, confidence
+from openhoof_router.core.verdict_prompt import VerdictCodec, render_verdict_prompt
+from openhoof_router.core.verdicts import VerdictRule, Verdicts, confidence
 from openhoof_router.learning.evaluation.verdict_fit import (
     Scored,
     answer,

@@ -14,9 +14,10 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from openhoof_router.core.prompt import PromptCodec, VerdictCodec
+from openhoof_router.core.prompt import PromptCodec
 from openhoof_router.core.records import PastTurn, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, builtin_catalog, to_spec
+from openhoof_router.core.verdict_prompt import VerdictCodec
 
 
 @dataclass

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openhoof_router.core.prompt import PromptCodec, VerdictCodec
+from openhoof_router.core.prompt import PromptCodec
+from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
 from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
 from openhoof_router.learning.trainers.loop import run_loop
