@@ -60,7 +60,7 @@ def one_run(seed: int, root: Path, extra: list[str]) -> dict:
         "no_tool_false_positive_rate": held["no_tool_false_positive_rate"],
         "general_accuracy": m["metrics"].get("general", {}).get("accuracy"),
         "incumbent_accuracy": m["metrics"]["incumbent"]["accuracy"],
-        "rule": {k: m["decoding"][k] for k in ("top_threshold", "extra_threshold", "keep_threshold")},
+        "continue_threshold": m["decoding"]["continue_threshold"],
         "latency_p50_ms": round(held["latency_p50_ms"], 1),
         "run": str(runs[-1].parent),
     }

@@ -5,13 +5,12 @@ A backend is a stateful next-token scorer over one token sequence:
 - ``start(prefix)`` positions it after a token prefix (restoring that prefix's cached KV
   state when it has one);
 - ``feed(ids)`` appends tokens and returns the logits for the next token;
-- ``feed_rows(ids, rows, tokens)`` appends tokens and returns a few logits at several
-  positions (the verdict marks) from one evaluation;
-- ``mark()`` / ``rewind(mark)`` drop what was fed after a point.
+- ``mark()`` / ``rewind(mark)`` drop what was fed after a point, so the decoder can look
+  down one branch of the answer trie and come back.
 
 It also tokenizes, in the shape :class:`~openhoof_router.core.prompt.PromptCodec` needs: plain
-text with special tokens *off*, control tokens by name. The verdict reader
-(:mod:`openhoof_router.core.verdicts`) drives it the same way for llama.cpp, MLX and
+text with special tokens *off*, control tokens by name. The constrained decoder
+(:mod:`openhoof_router.core.decoding`) drives it the same way for llama.cpp, MLX and
 transformers, so the three give the same decisions for the same weights.
 """
 
