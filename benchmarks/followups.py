@@ -68,6 +68,7 @@ def worker(args: argparse.Namespace) -> dict:
     backend.reuse_turns = args.worker == "on"
     tools = builtin_tools()
     engine.route("warm up", tools)  # the tool block is read once, in both modes
+    rss_start = rss_mb()
     block = len(engine.prepare(tools).prefix)
     convs = conversations(args.conversations, args.turns)
     latency: dict[int, list[float]] = {k: [] for k in range(args.turns)}
@@ -98,6 +99,7 @@ def worker(args: argparse.Namespace) -> dict:
         "user_turn_reused": round(statistics.mean(reused_share), 3) if reused_share else 0.0,
         "user_turn_shared_with_last_turn": round(statistics.mean(shared_share), 3) if shared_share else 0.0,
         "held_sequences": getattr(backend, "held", None),
+        "rss_mb_after_warm_up": round(rss_start, 1),
         "rss_mb_all_held": round(rss_mb(), 1),
         "decisions": decisions,
     }

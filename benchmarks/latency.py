@@ -9,6 +9,10 @@ each call, then with three earlier turns of context (cached block); prints p50/p
 each, the speed-up of the cache, decisions that differ between the cached and uncached
 paths, and peak RSS. Default model: what a router would serve (promoted run, else the
 shipped general adapter; :func:`openhoof_router.serving.selection.serve`), loaded unprobed.
+
+The three earlier turns are the same for every call here, so the backend's saved states
+cover them after the first call: this measures a repeated context. Conversations that grow
+turn by turn, interleaved, are measured by ``benchmarks/followups.py``.
 """
 
 from __future__ import annotations

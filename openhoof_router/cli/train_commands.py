@@ -132,6 +132,10 @@ def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target
     if result["not_fitted"]:
         out.print(f"not fitted, fewer than {result['min_support']} decisions (the default applies): "
                   + ", ".join(f"{k} ({n})" for k, n in result["not_fitted"].items()), markup=False)
+    if result["out_of_reach"]:
+        out.print(f"warning: no threshold reaches the target {result['target']:.0%} for "
+                  + ", ".join(result["out_of_reach"]) + ": set to the top, so their turns fall back "
+                  f"({result['fallback_rate']:.0%} of these decisions); lower --target or add data", markup=False)
     out.print("written to the run's manifest" if result["written"] else "dry run: manifest unchanged", markup=False)
 
 

@@ -29,7 +29,7 @@ from openhoof_router.models.backend import BackendError
 
 
 class KVFull(BackendError):
-    """No free KV cells for a batch: drop some sequences and try again."""
+    """No free KV cells for a batch."""
 
 
 class LlamaContext:
@@ -70,6 +70,8 @@ class LlamaContext:
         self.memory = self._ctx.memory
         self.n_cells = lc.llama_n_ctx(self.ctx)
         self.n_seq_max = lc.llama_n_seq_max(self.ctx)
+        self.n_swa = lc.llama_model_n_swa(model.model)
+        """Positions a sliding-window layer attends to (0: the model has none)."""
         if adapter is not None:
             adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
             if lc.llama_set_adapters_lora(self.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
@@ -78,18 +80,17 @@ class LlamaContext:
         self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=verbose)
 
     # -- sequences -------------------------------------------------------------------
-    def decode(self, seq: int, tokens: Sequence[int], pos: int, *, start: int = 0,
-               rows: dict[int, int] | None = None, select: Sequence[int] = (), out: np.ndarray | None = None
-               ) -> np.ndarray:
-        """Append ``tokens[start:]`` to sequence ``seq`` (``tokens[0]`` at position ``pos``) and
-        return the logits after the last token.
+    def decode(self, seq: int, tokens: Sequence[int], pos: int, *, rows: dict[int, int] | None = None,
+               select: Sequence[int] = (), out: np.ndarray | None = None) -> np.ndarray:
+        """Append ``tokens`` to sequence ``seq`` (the first at position ``pos``) and return the
+        logits after the last one.
 
         ``rows`` maps token indices to rows of ``out``: the logits of ``select`` after each of
-        those tokens are written there, from the same evaluation. Raises :class:`KVFull` with
-        ``.done``, the tokens decoded before it (call again with ``start=done``).
+        those tokens are written there, from the same evaluation. Raises :class:`KVFull`.
         """
         lc, b = self._lc, self._batch.batch
-        done = start
+        rows = rows or {}
+        done = 0
         while done < len(tokens):
             chunk = tokens[done: done + self.n_batch]
             b.n_tokens = len(chunk)
@@ -102,9 +103,7 @@ class LlamaContext:
             b.logits[len(chunk) - 1] = True
             rc = lc.llama_decode(self.ctx, b)
             if rc == 1:
-                err = KVFull(f"no free KV cells for {len(chunk)} tokens")
-                err.done = done  # type: ignore[attr-defined]
-                raise err
+                raise KVFull(f"no free KV cells for {len(chunk)} tokens")
             if rc != 0:
                 raise BackendError(f"llama_decode failed ({rc})")
             if rows and out is not None:
@@ -128,10 +127,12 @@ class LlamaContext:
         self._lc.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
 
     def whole(self, seq: int) -> bool:
-        """Whether ``seq`` still has its first position: llama.cpp may reuse a sliding-window
-        layer's cells that only one sequence held and that are out of its window, purging that
-        sequence's start (it can then be neither trimmed back nor shared)."""
-        return self._lc.llama_memory_seq_pos_min(self.memory, seq) == 0
+        """Whether ``seq`` (not empty) can be continued from its end: it holds every position
+        its next token attends to. Sliding-window layers keep only the last ``n_swa`` positions
+        (llama.cpp drops older cells there), and their start is what ``seq_pos_min`` reports."""
+        lc, memory = self._lc, self.memory
+        first, last = lc.llama_memory_seq_pos_min(memory, seq), lc.llama_memory_seq_pos_max(memory, seq)
+        return last >= 0 and first <= (max(0, last + 1 - self.n_swa) if self.n_swa else 0)
 
     def save(self, seq: int) -> bytes:
         """Sequence ``seq``'s state as a blob (positions and K/V of its cells)."""
@@ -139,7 +140,7 @@ class LlamaContext:
         size = lc.llama_state_seq_get_size(self.ctx, seq)
         buf = (ctypes.c_uint8 * size)()
         written = lc.llama_state_seq_get_data(self.ctx, buf, size, seq)
-        return bytes(buf[:written])
+        return bytes(memoryview(buf)[:written])  # (slicing the ctypes array would make a list of ints)
 
     def load(self, seq: int, blob: bytes) -> bool:
         """Restore a blob from :meth:`save` into the empty sequence ``seq``; False if llama.cpp
@@ -151,10 +152,10 @@ class LlamaContext:
         return ok
 
     def close(self) -> None:
-        batch, self._batch = getattr(self, "_batch", None), None
+        batch = self.__dict__.pop("_batch", None)  # (closed: any later use fails loudly)
         if batch is not None:
             batch.close()
-        ctx, self._ctx = getattr(self, "_ctx", None), None
+        ctx = self.__dict__.pop("_ctx", None)
         if ctx is not None:
             ctx.close()
 

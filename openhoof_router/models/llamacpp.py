@@ -36,8 +36,8 @@ BLOCK, WORK, SCRATCH = 0, 1, 2  # sequences: the tool block held, the call (shar
 MIN_GAIN = 8  # a saved call is restored for at least this many tokens (fewer: read them again)
 
 
-class _Turn(NamedTuple):
-    block: int  # a finished call's state from this position (its tool block's length) on
+class _Turn(NamedTuple):  # a finished call's state from position ``block`` (its tool block's length) on
+    block: int
     blob: bytes
 
 
@@ -94,7 +94,7 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"GGUF model not found: {model_path}")
         if lora_path is not None and not Path(lora_path).is_file():
             raise BackendError(f"LoRA adapter not found: {lora_path}")
-        self._ctx: LlamaContext | None = None
+        self._live: LlamaContext | None = None  # the context; None once closed
         self._adapter = None
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0
@@ -125,10 +125,10 @@ class LlamaCppBackend(Backend):
 
     def _open(self, window: int) -> None:
         """A new context with room for ``window`` tokens (saved states stay valid)."""
-        old, self._ctx = self._ctx, None
+        old, self._live = self._live, None
         if old is not None:
             old.close()  # first: its KV cache is freed before the next one is allocated
-        self._ctx = LlamaContext(self._llama_cpp, self.model, n_cells=window + 256, n_threads=self._threads,
+        self._live = LlamaContext(self._llama_cpp, self.model, n_cells=window + 256, n_threads=self._threads,
                                  n_seq_max=3, adapter=self._adapter, flash_attn=False, verbose=self._verbose)
         self.n_ctx = window
         self._resident: tuple[int, ...] | None = None  # the tool block in sequence BLOCK
@@ -136,6 +136,12 @@ class LlamaCppBackend(Backend):
         self._tokens: list[int] = []  # what sequence WORK holds
         self._block_len = 0
         self._pending: tuple[tuple[int, ...], bool] | None = None  # start()'s prefix, evaluated lazily
+
+    @property
+    def _ctx(self) -> LlamaContext:
+        if self._live is None:
+            raise BackendError("this llama.cpp backend is closed")
+        return self._live
 
     # -- tokens ---------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -160,9 +166,11 @@ class LlamaCppBackend(Backend):
 
     # -- states ---------------------------------------------------------------------
     def _settle(self) -> None:
-        """Save what the finished call evaluated beyond its block, then empty its sequence."""
+        """Save what the finished call evaluated beyond its block (if within a sliding window: a
+        longer part would come back with a gap there), then empty its sequence."""
         ctx, block = self._ctx, self._block_len
-        if self._keep and len(self._tokens) > block and ctx.whole(WORK):
+        keep = self._keep and self.reuse_turns and block < len(self._tokens) < block + (ctx.n_swa or self.n_ctx)
+        if keep and ctx.whole(WORK):
             ctx.copy_range(WORK, SCRATCH, block)
             self._turns.put(tuple(self._tokens), _Turn(block, ctx.save(SCRATCH)))
             ctx.trim(SCRATCH)
@@ -181,30 +189,36 @@ class LlamaCppBackend(Backend):
             return
         ctx, self._resident = self._ctx, None
         ctx.trim(BLOCK)
-        disk = self.store is not None and len(prefix) >= MIN_TOKENS
+        store = self.store if len(prefix) >= MIN_TOKENS else None
         blob = self._blocks.get(prefix)
-        if blob is None and disk:
-            blob = self.store.load(prefix)
+        if blob is None and store is not None:
+            blob = store.load(prefix)
         if blob is None or not (ctx.load(BLOCK, blob) and ctx.whole(BLOCK)):
-            if blob is not None and disk:
-                self.store.discard(prefix)  # another build's or a damaged state: written again below
+            if blob is not None and store is not None:
+                store.discard(prefix)  # another build's or a damaged state: written again below
             ctx.trim(BLOCK)
             self._decode(BLOCK, prefix, 0)
             blob = ctx.save(BLOCK)
-            if disk:
-                self.store.save(prefix, blob)
+            ctx.trim(BLOCK)  # and back: laid out as a restored block is, a restarted router decides alike
+            if not (ctx.load(BLOCK, blob) and ctx.whole(BLOCK)):
+                raise BackendError("llama.cpp could not restore a state it had just saved")
+            if store is not None:
+                store.save(prefix, blob)
         self._blocks.put(prefix, blob)
         self._resident = prefix
 
     def _begin(self, ids: Sequence[int], first_output: int) -> tuple[tuple[int, ...], int]:
-        """Put the pending prefix + ``ids`` in sequence WORK from the best saved state; returns
-        the full tokens and how many are in place. ``first_output``: the first index of ``ids``
-        whose logits the caller needs (it must be evaluated)."""
+        """Put the pending prefix + ``ids`` in WORK from the best saved state: (all tokens, how many
+        are in place). ``first_output``: the first index of ``ids`` whose logits are needed."""
+        if self._pending is None:
+            raise BackendError("start() must come before the first feed")
         prefix, use_cache = self._pending
         self._pending = None
         full = prefix + tuple(ids)
         self._keep, self._block_len, self.reused = use_cache, len(prefix), 0
-        if not use_cache:  # the whole prompt read again, split where the cached path splits it
+        if not use_cache:  # the whole prompt read again, split and laid out in cells as the cached path is
+            self._ctx.trim(BLOCK)
+            self._resident = None
             self._append(prefix)
             return full, len(prefix)
         self._hold_block(prefix)
@@ -230,16 +244,10 @@ class LlamaCppBackend(Backend):
         if not tokens or pos + len(tokens) > self.n_ctx:
             raise BackendError(f"context window exceeded ({pos + len(tokens)} > {self.n_ctx})" if tokens
                                else "feed() needs at least one token")
-        done = 0
-        while True:
-            try:
-                logits = self._ctx.decode(seq, tokens, pos, start=done, rows=rows, select=select, out=out)
-                break
-            except KVFull as exc:  # the naive path reads a prompt beside the held block
-                if seq == BLOCK or self._resident is None:
-                    raise BackendError(f"the KV cache ({self._ctx.n_cells} tokens) is full") from exc
-                done, self._resident = exc.done, None  # type: ignore[attr-defined]
-                self._ctx.trim(BLOCK)
+        try:
+            logits = self._ctx.decode(seq, tokens, pos, rows=rows, select=select, out=out)
+        except KVFull as exc:  # the cache holds a window and a margin: only a bug gets here
+            raise BackendError(f"the KV cache ({self._ctx.n_cells} tokens) is full") from exc
         self.evaluated += len(tokens)
         return logits
 
@@ -281,12 +289,11 @@ class LlamaCppBackend(Backend):
         self._ctx.trim(WORK, mark)
 
     @property
-    def held(self) -> int:
-        """Finished calls' states held in memory (for tests and benchmarks)."""
+    def held(self) -> int:  # finished calls' states in memory (tests, benchmarks)
         return len(self._turns)
 
     def _free(self) -> None:
-        ctx, self._ctx = getattr(self, "_ctx", None), None
+        ctx, self._live = getattr(self, "_live", None), None
         if ctx is not None:
             ctx.close()
         adapter, self._adapter = getattr(self, "_adapter", None), None

@@ -42,8 +42,8 @@ def test_a_fixed_window_shortens_then_refuses(base_ref):
 
 
 @pytest.mark.slow
-def test_the_window_grows_for_160_described_tools(base_ref):
-    backend = LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity)
+def test_the_window_grows_for_160_described_tools(base_ref, tmp_path):
+    backend = LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity, state_dir=tmp_path)
     try:
         engine = RouterEngine(backend)
         weights = backend.model
@@ -60,3 +60,10 @@ def test_the_window_grows_for_160_described_tools(base_ref):
         assert engine.prepare(seal_tools(500)).level == 0 and backend.n_ctx > window
     finally:
         backend.close()
+    restarted = LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity, state_dir=tmp_path)
+    try:  # a block longer than the sliding window (512) comes back from disk whole
+        again = RouterEngine(restarted).route("analyze the DNA evidence collected at the crime scene", tools)
+        assert restarted.reused == len(prepared.prefix) > 512 and restarted.evaluated < 200
+        assert again.tool_names == d.tool_names and again.confidence == pytest.approx(d.confidence, rel=1e-3)
+    finally:
+        restarted.close()

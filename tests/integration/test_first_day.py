@@ -134,6 +134,10 @@ def test_calibrate_on_few_records_fits_no_thin_threshold_and_says_so(tmp_path, c
                  env=env)
     assert table.returncode == 0 and "{" not in table.stdout  # the table only, never both
     assert f"not fitted, fewer than {MIN_SUPPORT} decisions" in table.stdout and "dry run" in table.stdout
+    # a target out of reach sets thresholds to the top: said in both outputs, with what it costs
+    assert 0 <= fit["fallback_rate"] <= 1
+    warned = "warning: no threshold reaches the target 90%" in " ".join(table.stdout.split())
+    assert warned == bool(fit["out_of_reach"])
 
 
 def test_transformers_backend_is_quiet_and_can_skip_the_float_copy(tmp_path, base_ref):

@@ -23,7 +23,14 @@ from openhoof_router.cli.route import main as route_main
 from openhoof_router.cli.train import main as train_main
 from openhoof_router.core.records import NO_TOOL, RoutingDecision, ToolCall
 from openhoof_router.core.tools import builtin_tools
-from openhoof_router.learning.evaluation.calibrate import MIN_SUPPORT, SCORE_GRID, Scored, fit_tool_thresholds, support
+from openhoof_router.learning.evaluation.calibrate import (
+    MIN_SUPPORT,
+    SCORE_GRID,
+    Scored,
+    fit_tool_thresholds,
+    out_of_reach,
+    support,
+)
 from openhoof_router.learning.evaluation.evaluate import sample_items
 from openhoof_router.store.logs import DecisionLog, read_joined
 
@@ -163,6 +170,10 @@ def test_calibration_fits_no_threshold_on_fewer_than_the_stated_minimum():
     assert support(items) == {NO_TOOL: 7, "exec": 17}
     more = items + [_scored(["exec"], 0.9, right=True) for _ in range(3)]
     assert fit_tool_thresholds(more, target=0.9)[1] == {"exec": 0.0}
+    assert out_of_reach(items, 0.9, MIN_SUPPORT) == []  # the default reaches 90 % at 0.7
+    hopeless = [_scored(["exec"], 0.5 + 0.02 * i, right=i % 3 == 0) for i in range(24)]
+    assert fit_tool_thresholds(hopeless, target=0.9) == (SCORE_GRID[-1], {"exec": SCORE_GRID[-1]})
+    assert out_of_reach(hopeless, 0.9, MIN_SUPPORT) == ["(default)", "exec"]  # said, not silent
 
 
 # -- the documented API -----------------------------------------------------------------------

@@ -105,7 +105,15 @@ def kept(item: Scored, thresholds: dict[str, float], default: float) -> bool:
 
 def lowest_threshold(items: Sequence[Scored], name: str | None, target: float, min_support: int) -> float | None:
     """The lowest grid score at which the decisions naming ``name`` (None: every decision,
-    judged on all its names) are right at least ``target`` of the time; None: too few."""
+    judged on all its names) are right at least ``target`` of the time; None: too few; the
+    grid's top when no score reaches the target (:func:`out_of_reach` names those)."""
+    found = _search(items, name, target, min_support)
+    return None if found is None else found[0]
+
+
+def _search(items: Sequence[Scored], name: str | None, target: float,
+            min_support: int) -> tuple[float, bool] | None:
+    """(threshold, whether it reaches ``target`` keeping ``min_support`` decisions); None: too few."""
     mine = [it for it in items if INVALID not in it.got and (name is None or name in it.names)]
     if len(mine) < min_support:
         return None
@@ -116,8 +124,22 @@ def lowest_threshold(items: Sequence[Scored], name: str | None, target: float, m
     for threshold in SCORE_GRID:
         keep = [it for it in mine if bar(it) >= threshold]
         if len(keep) >= min_support and sum(it.right for it in keep) / len(keep) >= target:
-            return threshold
-    return SCORE_GRID[-1]
+            return threshold, True
+    return SCORE_GRID[-1], False
+
+
+DEFAULT_NAME = "(default)"
+
+
+def out_of_reach(items: Sequence[Scored], target: float, min_support: int) -> list[str]:
+    """Tools (and ``(default)``, over every decision) with enough decisions whose ``target`` no
+    score reaches: their threshold is the grid's top, so (nearly) all their turns fall back."""
+    out = []
+    for name in [None, *sorted(support(items))]:
+        found = _search(items, name, target, min_support)
+        if found is not None and not found[1]:
+            out.append(name or DEFAULT_NAME)
+    return out
 
 
 MIN_SUPPORT = 20

@@ -18,6 +18,7 @@ from openhoof_router.learning.evaluation.calibrate import (
     continue_decisions,
     fit_continue_threshold,
     fit_tool_thresholds,
+    out_of_reach,
     support,
     tradeoff,
 )
@@ -61,8 +62,10 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
     # what was *not* fitted, and on how few decisions: said in the output and kept in the manifest
     fit_notes = {"target": target, "min_support": MIN_SUPPORT, "decisions": len(scored), "support": counts,
                  "not_fitted": {name: n for name, n in sorted(counts.items()) if name not in per_tool},
-                 "default_fitted": default is not None}
+                 "default_fitted": default is not None,
+                 "out_of_reach": out_of_reach(scored, target, MIN_SUPPORT)}
     table = tradeoff(scored, per_tool, default or 0.0)
+    fit_notes["fallback_rate"] = next(row["fallback_rate"] for row in table if row["scale"] == 1.0)
     if plot is not None:
         from openhoof_router.learning.evaluation.plots import plot_tradeoff
 
