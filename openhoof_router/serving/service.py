@@ -69,7 +69,8 @@ class RouterService:
         self._owns_engine = engine is None
         # A caller's engine keeps its own continue threshold; only the thresholds come from the settings.
         self.selection = serve(settings, paths=self.paths) if engine is None else Selection(
-            source="engine", policy=ThresholdPolicy.served(Decoding(), settings.threshold, settings.tool_thresholds))
+            source="engine", policy=ThresholdPolicy.served(Decoding(), settings.threshold, settings.tool_thresholds,
+                                         settings.keep_threshold))
         """What serves now, and what was refused on the way (see :func:`serve`)."""
         self.engine: RouterEngine = engine if engine is not None else _built(self.selection)
         self.policy: ThresholdPolicy = self.selection.policy

@@ -31,6 +31,9 @@ from openhoof_router.store.runs import ServedRun
 
 DEFAULT_THRESHOLD = 0.5
 """Score a decision needs to be followed when neither the caller nor the run sets one."""
+DEFAULT_NO_TOOL_THRESHOLD = 0.9
+"""Score a "no tool" answer needs when nobody set or fitted one: a wrong "no tool" leaves the
+reasoner without the tool it needs, so it must be surer than a tool choice."""
 
 
 class SettingsError(ValueError):
@@ -62,6 +65,10 @@ class RouterSettings(PathSettings, ModelSettings):
     tool_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-tool thresholds, 'none' for the no-tool answer; they override "
                                           "the run's fitted ones (OPENHOOF_TOOL_THRESHOLDS, as JSON).")
+    keep_threshold: float | None = Field(
+        None, ge=0, description="narrow mode and the middleware also bind every tool scoring at least this "
+                                "(OPENHOOF_KEEP_THRESHOLD; > 1: the answer's tools only). Unset: the run's "
+                                "fitted value, else the answer's tools only.")
     context_turns: int = Field(CONTEXT_TURNS, ge=0, description="Earlier turns of the conversation the router "
                                                                 "reads (OPENHOOF_CONTEXT_TURNS).")
     log_decisions: bool = Field(True, description="Append decisions to training_data.jsonl "

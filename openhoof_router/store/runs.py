@@ -53,6 +53,9 @@ class Decoding(BaseModel):
     """Fitted default confidence threshold (None: the router's own)."""
     tool_thresholds: dict[str, float] = Field(default_factory=dict)
     """Fitted per-tool score thresholds (``none`` for the no-tool answer)."""
+    keep_threshold: float | None = Field(None, ge=0)
+    """``narrow`` mode also binds every tool scoring at least this (None: the answer's tools only);
+    see :mod:`openhoof_router.learning.evaluation.safe_side`."""
 
 
 class RunLayout(BaseModel):

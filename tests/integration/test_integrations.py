@@ -19,7 +19,7 @@ from openhoof_router import ToolRouter
 from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.store.logs import DecisionLog, OutcomeLog
-from openhoof_router.core.records import RoutingDecision
+from openhoof_router.core.records import RoutingDecision, ToolCall
 from openhoof_router.langchain.tracing import decision_info
 
 langchain_openai = pytest.importorskip("langchain_openai")
@@ -208,6 +208,24 @@ def test_no_tool_decision_sends_no_tools(mode, engine, reasoner, tmp_path):
     assert decision_info(reply)["sent_tools"] == []
     [rec] = DecisionLog(data_dir=tmp_path).read().records
     assert rec.output.tool_calls == [] and rec.metadata.tool == "none"
+
+
+def test_the_safe_side_an_unsure_no_tool_gets_every_tool_and_close_calls_bind_their_neighbours(
+        engine, reasoner, tmp_path):
+    unsure = RoutingDecision(tool_calls=[], confidence=0.8, no_tool_score=0.8, scores={n: 0.05 for n in NAMES})
+    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner, engine=FixedEngine(engine.backend, unsure),
+                        data_dir=tmp_path)  # no threshold given: "no tool" needs the safe-side default (0.9)
+    sent = Sent()
+    reply = router.invoke("is the disk on prod full?", config={"callbacks": [sent]})
+    assert sent.calls[0]["tools"] == NAMES and decision_info(reply)["fallback_reason"] == "tool_threshold:none"
+    close = RoutingDecision(tool_calls=[ToolCall(name=NAMES[0])], confidence=0.7,
+                            scores={NAMES[0]: 0.7, NAMES[1]: 0.2, NAMES[2]: 0.01})
+    router = ToolRouter(TOOLS, mode="narrow", reasoner=reasoner, engine=FixedEngine(engine.backend, close),
+                        data_dir=tmp_path, keep_threshold=0.1)
+    sent = Sent()
+    reply = router.invoke("check the disk, and tell me if anything else looks off", config={"callbacks": [sent]})
+    assert sent.calls[0]["tools"] == NAMES[:2] and decision_info(reply)["sent_tools"] == NAMES[:2]
+    assert DecisionLog(data_dir=tmp_path).read().records[-1].metadata.extra_tools == [NAMES[1]]
 
 
 def test_stream_and_async_delegate(engine, server_url, tmp_path):

@@ -102,7 +102,7 @@ def test_a_runs_decoding_settings_reach_every_engine(paths, base_ref):
         assert router.reload() is True  # hot reload installs the run with its settings
         assert router.service.serving == {"source": "promoted", "run": "run-fitted", "refused": []}
         assert router.engine.continue_threshold == 0.3
-        assert router.service.policy == ThresholdPolicy(0.7, {"exec": 0.9})
+        assert router.service.policy == ThresholdPolicy(0.7, {"exec": 0.9, "none": 0.9})  # "no tool": the safe side
         assert router.decide("Check disk space on the server").adapter == "run-fitted"
     finally:
         router.close()

@@ -18,6 +18,7 @@ from openhoof_router.learning.config import TrainConfig  # noqa: E402
 from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
 from openhoof_router.learning.data.groups import records_to_groups  # noqa: E402
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
+from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD  # noqa: E402
 from openhoof_router.store.paths import Paths  # noqa: E402
 from openhoof_router.store.runs import ModelRegistry, ServedRun  # noqa: E402
 
@@ -165,6 +166,9 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
     assert manifest.data["n_examples"] == 32 and manifest.hyperparameters["lora_rank"] == 16
     assert manifest.metrics["held_out"]["n"] == 12 and manifest.metrics["general"]["n"] == 10
     assert 0.0 < manifest.decoding.continue_threshold < 1.0
+    safe = manifest.metrics["safe_side"]  # narrow mode's safe side, fitted on the same calibration pass
+    assert manifest.decoding.keep_threshold == safe["keep_threshold"] and 0 <= safe["turn_recall"] <= 1
+    assert manifest.decoding.tool_thresholds == {"none": safe["no_tool_threshold"]}
     assert manifest.gate["user"]["n"] == 12 and manifest.gate["general"]["n"] == 10
     assert manifest.hardware["cpus"] and manifest.durations["train_s"] > 0
     assert set(manifest.durations) == {"assemble_s", "train_s", "export_s", "calibrate_s", "eval_s", "total_s"}
@@ -193,8 +197,10 @@ def test_calibrate_writes_thresholds_that_routers_use(tiny_run, tiny_gguf):
     try:
         assert service.engine.continue_threshold == decoding.continue_threshold
         assert service.policy.per_tool == decoding.tool_thresholds
+        assert decoding.keep_threshold == result["safe_side"]["keep_threshold"] == service.policy.keep
+        assert decoding.tool_thresholds["none"] == result["safe_side"]["no_tool_threshold"]
         explicit = RouterService(engine=service.engine, paths=paths, log_decisions=False, tool_thresholds={"exec": 0.7})
-        assert explicit.policy.per_tool == {"exec": 0.7}
+        assert explicit.policy.per_tool == {"exec": 0.7, "none": DEFAULT_NO_TOOL_THRESHOLD}
     finally:
         service.close()
 

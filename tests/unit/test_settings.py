@@ -11,7 +11,7 @@ from openhoof_router.core.records import RoutingDecision, ToolCall
 from openhoof_router.models.device import ModelSettings, serving_backend
 from openhoof_router.models.llamacpp import default_threads
 from openhoof_router.serving.policy import ThresholdPolicy
-from openhoof_router.serving.settings import DEFAULT_THRESHOLD, RouterSettings, SettingsError
+from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD, DEFAULT_THRESHOLD, RouterSettings, SettingsError
 from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import Decoding
 
@@ -105,7 +105,11 @@ def test_paths_and_models_are_accepted_as_objects(tmp_path):
 
 def test_a_runs_fitted_thresholds_serve_under_explicit_ones():
     fitted = Decoding(continue_threshold=0.3, threshold=0.7, tool_thresholds={"exec": 0.9, "none": 0.6})
-    assert ThresholdPolicy.served(Decoding()) == ThresholdPolicy(DEFAULT_THRESHOLD, {})
+    # the safe side: "no tool" needs more than a tool unless fitted, or the caller set one bar for all
+    assert ThresholdPolicy.served(Decoding()) == ThresholdPolicy(DEFAULT_THRESHOLD, {"none": DEFAULT_NO_TOOL_THRESHOLD})
+    assert ThresholdPolicy.served(Decoding(), 0.0) == ThresholdPolicy(0.0, {})
+    kept = ThresholdPolicy.served(Decoding(keep_threshold=0.02))
+    assert kept.keep == 0.02 and ThresholdPolicy.served(Decoding(keep_threshold=0.02), keep_threshold=0.5).keep == 0.5
     assert ThresholdPolicy.served(fitted) == ThresholdPolicy(0.7, {"exec": 0.9, "none": 0.6})
     explicit = ThresholdPolicy.served(fitted, 0.2, {"exec": 0.1})
     assert explicit == ThresholdPolicy(0.2, {"exec": 0.1, "none": 0.6})

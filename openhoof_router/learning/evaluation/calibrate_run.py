@@ -2,7 +2,9 @@
 
 The data: the held-out records (the bundled splits, or ``--data``) and every decision in
 the outcome log that feedback vouched for (confirmed or corrected), re-routed by the run
-being calibrated. See :mod:`.calibrate` for what is fitted.
+being calibrated. See :mod:`.calibrate` for what is fitted, and :mod:`.safe_side` for the
+no-tool and keep thresholds of ``narrow`` mode (the no-tool threshold it fits replaces the
+one :mod:`.calibrate` would: "no tool" is held to a higher precision than a tool choice).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from openhoof_router.core.records import NO_TOOL
 from openhoof_router.learning.data.groups import record_tools
 from openhoof_router.learning.evaluation.calibrate import (
     MIN_SUPPORT,
@@ -23,6 +26,7 @@ from openhoof_router.learning.evaluation.calibrate import (
     tradeoff,
 )
 from openhoof_router.learning.evaluation.evaluate import EvalItem, load_eval_items
+from openhoof_router.learning.evaluation.safe_side import fit_safe_side
 from openhoof_router.learning.run import engine_for, held_out_items
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.store.paths import Paths
@@ -45,7 +49,10 @@ def feedback_items(paths: Paths) -> list[EvalItem]:
 
 def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *, target: float = 0.9,
                   threads: int | None = None, progress: bool = True, write: bool = True,
-                  plot: Path | None = None, base_model: Any = None) -> dict[str, Any]:
+                  plot: Path | None = None, base_model: Any = None, safe_side_only: bool = False) -> dict[str, Any]:
+    """Fit and (``write``) store the run's serving thresholds; ``safe_side_only`` writes only the
+    no-tool and keep thresholds (for a run whose calibration tools are not the user's, such as
+    the shipped general adapter: its per-tool thresholds would name tools no user has)."""
     run = ServedRun.open(run_dir) if run_dir else ModelRegistry(paths).latest_run()
     items = load_eval_items(data_file)[0] if data_file else held_out_items()
     items += feedback_items(paths)
@@ -58,6 +65,9 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
     scored = [Scored.of(d, item.expected, got) for d, item, got in
               zip(decisions, items, at_threshold(decisions, fit.threshold), strict=True)]
     default, per_tool = fit_tool_thresholds(scored, target=target)
+    safe = fit_safe_side(scored)
+    if safe.no_tool_threshold is not None:  # "no tool" is held to the safe side's precision, not the target
+        per_tool[NO_TOOL] = safe.no_tool_threshold
     counts = support(scored)
     # what was *not* fitted, and on how few decisions: said in the output and kept in the manifest
     fit_notes = {"target": target, "min_support": MIN_SUPPORT, "decisions": len(scored), "support": counts,
@@ -72,11 +82,18 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
         plot_tradeoff(scored, per_tool, default or 0.0, plot)
     if write:
         manifest = run.manifest
-        manifest.decoding.continue_threshold = fit.threshold
-        manifest.decoding.threshold = default
-        manifest.decoding.tool_thresholds = per_tool
-        manifest.metrics["calibration"] = fit_notes
+        manifest.decoding.keep_threshold = safe.keep_threshold
+        if safe_side_only:
+            manifest.decoding.tool_thresholds = {**manifest.decoding.tool_thresholds,
+                                                 **safe.decoding()["tool_thresholds"]}
+        else:
+            manifest.decoding.continue_threshold = fit.threshold
+            manifest.decoding.threshold = default
+            manifest.decoding.tool_thresholds = per_tool
+            manifest.metrics["calibration"] = fit_notes
+        manifest.metrics["safe_side"] = safe.as_dict()
         manifest.save(run.path)
     return {"run_id": run.run_id, "n": len(items), "continue_threshold": fit.threshold,
             "continue_accuracy": fit.accuracy, "greedy_accuracy": fit.greedy_accuracy,
-            "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write, **fit_notes}
+            "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write,
+            "safe_side": safe.as_dict(), "safe_side_only": safe_side_only, **fit_notes}

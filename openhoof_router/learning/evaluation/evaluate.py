@@ -180,6 +180,26 @@ class EvalReport(BaseModel):
     skipped: int = 0
     sampled_from: int | None = None
     """The number of records this was a seeded sample of (:func:`sample_items`); None: all of them."""
+    error_kinds: dict[str, int] = Field(default_factory=dict)
+    """Wrong answers by kind (:func:`error_kind`): each points to a different fix."""
+
+
+ERROR_KINDS = ("said none", "missed a tool", "wrong tool", "tool for none", "invalid")
+
+
+def error_kind(expected: frozenset[str], got: frozenset[str]) -> str | None:
+    """What went wrong (None: nothing): "said none" when tools were needed, "missed a tool"
+    when the answer is a strict part of the needed set, "tool for none" when none was
+    needed, "wrong tool" for any other mismatch."""
+    if got == expected:
+        return None
+    if INVALID in got:
+        return "invalid"
+    if not got:
+        return "said none"
+    if not expected:
+        return "tool for none"
+    return "missed a tool" if got < expected else "wrong tool"
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -237,6 +257,8 @@ def score(items: Sequence[EvalItem], got: Sequence[frozenset[str]], latencies: S
         set_digest=items_digest(items),
         errors=errors,
         skipped=skipped,
+        error_kinds=dict(Counter(k for item, pred in zip(items, got, strict=True)
+                                 if (k := error_kind(item.expected, pred)) is not None)),
     )
 
 

@@ -40,3 +40,28 @@ class PeakMemory:
         if self._thread:
             self._thread.join()
         return self.peak_rss_mb
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
+MMAP_THRESHOLD = 1 << 20
+
+
+def steady_allocator() -> bool:
+    """Keep a long CPU training run's memory flat (glibc; elsewhere a no-op, False).
+
+    glibc serves big blocks from ``mmap`` (handed back to the system when freed), but raises
+    that threshold each time one is freed, up to 32 MB: a step's activations then come from
+    the heap, whose holes of varied sizes (every tool list has its own length) are rarely
+    reused or returned, and RSS grows step after step. A fixed threshold keeps every
+    tensor of 1 MB or more on ``mmap``.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False

@@ -1,0 +1,168 @@
+"""The safe side of ``narrow`` mode: what the reasoner gets when the router may be wrong.
+
+A wrong "no tool" breaks the turn (the reasoner has no tool to call); a wrong extra tool
+costs a few prompt tokens. Two settings lean the served decision that way, both fitted on
+held-out decisions (one routing pass, then arithmetic) and written into the run's
+``decoding``:
+
+- the **no-tool threshold** (``tool_thresholds["none"]``): the lowest no-tool score at which
+  the "no tool" answers kept are right ``precision`` (0.97) of the time. A "no tool" below
+  it falls back to every tool. Where no score reaches the precision on at least
+  :data:`MIN_NONE` answers, "no tool" is never followed (threshold above 1) and the fit
+  says so; with fewer "no tool" answers than that nothing is fitted (the router's default
+  applies);
+- the **keep threshold** (``keep_threshold``): ``narrow`` mode and the middleware bind the
+  answer's tools *and* every other tool scoring at least this. It is the highest value at
+  which the tools sent hold every needed tool in ``recall`` (0.97) of the turns that need
+  one; fitted on at least :data:`MIN_NEEDING` such turns, else not at all.
+
+:func:`narrow_figures` gives what the reasoner then gets: the **turn recall** (turns whose
+needed tools all reach it, no-tool turns counted as reached) and the mean share of the
+offered tools cut, on lists of :data:`MANY` or more. The fit leaves out fallbacks on tool
+thresholds (they only add tools: the fitted values err to the safe side);
+:func:`served_sent` applies a router's whole policy, for benchmarks.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from openhoof_router.core.records import NO_TOOL, RoutingDecision
+from openhoof_router.learning.evaluation.calibrate import ContinueFit, Scored, at_threshold
+from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
+from openhoof_router.serving.policy import ThresholdPolicy
+from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD
+
+NONE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+NEVER = 1.01
+"""A no-tool threshold no score reaches: "no tool" always falls back to every tool."""
+KEEP_GRID = (0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.003, 0.002, 0.001, 0.0)
+MIN_NONE = 10
+"""Fewest "no tool" answers kept at a threshold for it to count as reaching the precision."""
+MIN_NEEDING = 20
+"""Fewest turns needing a tool that the keep threshold is fitted on."""
+MANY = 5
+"""Lists of at least this many tools are where cutting tools pays: the share cut is measured there."""
+PRECISION = 0.97
+RECALL = 0.97
+
+
+@dataclass
+class SafeSide:
+    no_tool_threshold: float | None
+    """None: not fitted (too few "no tool" answers; the router's default applies)."""
+    keep_threshold: float | None
+    """None: not fitted (too few turns needing a tool; narrow binds the answer's tools only)."""
+    n: int
+    turn_recall: float
+    cut_share: float | None
+    """Mean share of offered tools not sent, on lists of :data:`MANY` or more (None: no such list)."""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def decoding(self) -> dict[str, Any]:
+        """The :class:`~openhoof_router.store.runs.Decoding` fields this fit sets."""
+        fitted = {} if self.no_tool_threshold is None else {NO_TOOL: self.no_tool_threshold}
+        return {"keep_threshold": self.keep_threshold, "tool_thresholds": fitted}
+
+    def headline(self) -> str:
+        cut = "" if self.cut_share is None else f", cutting {self.cut_share:.0%} of the tools on lists of {MANY}+"
+        none = "not fitted" if self.no_tool_threshold is None else self.no_tool_threshold
+        keep = "not fitted" if self.keep_threshold is None else self.keep_threshold
+        return (f"narrow mode: no-tool threshold {none}, keep threshold {keep} (turn recall {self.turn_recall:.1%}"
+                f"{cut})" + "".join(f"; {note}" for note in self.notes))
+
+
+def sent(item: Scored, no_tool_threshold: float, keep: float) -> frozenset[str] | None:
+    """The tools the reasoner gets for ``item`` (None: every offered tool, a fallback)."""
+    if INVALID in item.got:
+        return None
+    if not item.got:
+        return frozenset() if item.no_tool_score >= no_tool_threshold else None
+    return item.got | {name for name, score in item.scores.items() if score >= keep}
+
+
+def served_sent(decision: RoutingDecision, policy: ThresholdPolicy) -> frozenset[str] | None:
+    """The tools ``narrow`` mode binds for ``decision`` under ``policy`` (None: every tool)."""
+    judged = decision.model_copy(update={"fallback": False, "fallback_reason": None, "extra_tools": []})
+    policy.judge(judged)
+    return None if judged.fallback else frozenset(judged.narrow_tools)
+
+
+def reached(item: Scored, no_tool_threshold: float, keep: float) -> bool:
+    tools = sent(item, no_tool_threshold, keep)
+    return tools is None or item.expected <= tools
+
+
+Outcome = tuple[frozenset[str] | None, frozenset[str], int]
+"""What one turn's reasoner got (None: every tool), the tools it needed, how many were offered."""
+
+
+def narrow_figures(outcomes: Sequence[Outcome]) -> tuple[float, float | None]:
+    """(turn recall, mean share cut on lists of :data:`MANY` or more tools)."""
+    recall = sum(got is None or needed <= got for got, needed, _ in outcomes) / max(1, len(outcomes))
+    cuts = [0.0 if got is None else 1 - len(got) / n for got, _, n in outcomes if n >= MANY]
+    return recall, (statistics.mean(cuts) if cuts else None)
+
+
+def narrow_report(items: Sequence[Scored], no_tool_threshold: float, keep: float) -> tuple[float, float | None]:
+    """:func:`narrow_figures` of fitted items at these thresholds."""
+    return narrow_figures([(sent(it, no_tool_threshold, keep), it.expected, len(it.scores)) for it in items])
+
+
+def fit_no_tool_threshold(items: Sequence[Scored], precision: float = PRECISION) -> float | None:
+    """The lowest grid score whose kept "no tool" answers are right ``precision`` of the time;
+    :data:`NEVER` when none is; None with fewer than :data:`MIN_NONE` "no tool" answers."""
+    nones = [it for it in items if not it.got]
+    if len(nones) < MIN_NONE:
+        return None
+    for threshold in NONE_GRID:
+        kept = [it for it in nones if it.no_tool_score >= threshold]
+        if len(kept) >= MIN_NONE and sum(not it.expected for it in kept) / len(kept) >= precision:
+            return threshold
+    return NEVER
+
+
+def fit_keep_threshold(items: Sequence[Scored], no_tool_threshold: float, recall: float = RECALL) -> float | None:
+    """The highest grid score at which the tools sent hold every needed tool in ``recall`` of
+    the turns that need one (0 when none does: every scored tool is sent); None with fewer
+    than :data:`MIN_NEEDING` such turns."""
+    needing = [it for it in items if it.expected]
+    if len(needing) < MIN_NEEDING:
+        return None
+    for keep in KEEP_GRID:
+        if sum(reached(it, no_tool_threshold, keep) for it in needing) >= recall * len(needing):
+            return keep
+    return 0.0
+
+
+def fit_safe_side(items: Sequence[Scored], *, precision: float = PRECISION, recall: float = RECALL,
+                  default_no_tool: float = DEFAULT_NO_TOOL_THRESHOLD) -> SafeSide:
+    """Both thresholds fitted on ``items`` (see the module docs); ``default_no_tool`` stands
+    when too few "no tool" answers exist to fit one."""
+    notes = []
+    no_tool = fit_no_tool_threshold(items, precision)
+    if no_tool is None:
+        notes.append(f"fewer than {MIN_NONE} 'no tool' answers: not fitted, the default {default_no_tool} applies")
+    elif no_tool == NEVER:
+        notes.append(f"no no-tool score reaches {precision:.0%} precision: 'no tool' always falls back to "
+                     "every tool")
+    effective = default_no_tool if no_tool is None else no_tool
+    keep = fit_keep_threshold(items, effective, recall)
+    if keep is None:
+        notes.append(f"fewer than {MIN_NEEDING} turns needing a tool: keep threshold not fitted")
+    turn_recall, cut = narrow_report(items, effective, NEVER if keep is None else keep)
+    return SafeSide(no_tool, keep, len(items), round(turn_recall, 4), None if cut is None else round(cut, 4),
+                    notes)
+
+
+def safe_side_of(fit: ContinueFit, items: Sequence[EvalItem], **kwargs: Any) -> SafeSide:
+    """The safe side fitted on a continue-threshold fit's decisions, cut at its threshold."""
+    got = at_threshold(fit.decisions, fit.threshold)
+    return fit_safe_side([Scored.of(d, item.expected, g) for d, item, g in zip(fit.decisions, items, got, strict=True)],
+                         **kwargs)

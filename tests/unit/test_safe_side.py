@@ -1,0 +1,74 @@
+"""narrow mode's safe side without a model: the keep threshold's extra tools, the no-tool
+threshold, and fitting both on held-out decisions (see ``learning/evaluation/safe_side``)."""
+
+from __future__ import annotations
+
+from openhoof_router.core.records import NO_TOOL, RoutingDecision, ToolCall
+from openhoof_router.learning.evaluation.calibrate import Scored
+from openhoof_router.learning.evaluation.safe_side import (
+    MIN_NONE,
+    NEVER,
+    fit_keep_threshold,
+    fit_no_tool_threshold,
+    fit_safe_side,
+    narrow_report,
+    sent,
+)
+from openhoof_router.serving.policy import ThresholdPolicy
+
+TOOLS = ("weather", "email", "docs", "ticket", "calendar")
+
+
+def scored(got: set[str], expected: set[str], scores: dict[str, float] | None = None, none: float = 0.0) -> Scored:
+    return Scored(frozenset(got), {t: 0.0 for t in TOOLS} | (scores or {}), none, frozenset(expected))
+
+
+def test_a_followed_decision_carries_the_tools_scored_near_it_and_narrow_binds_them():
+    policy = ThresholdPolicy(default=0.5, keep=0.05)
+    d = RoutingDecision(tool_calls=[ToolCall(name="email")],
+                        scores={"email": 0.8, "docs": 0.03, "ticket": 0.12, "weather": 0.06})
+    policy.judge(d)
+    assert not d.fallback and d.extra_tools == ["ticket", "weather"]  # by score, the answer's own left out
+    assert d.narrow_tools == ["email", "ticket", "weather"]
+    unsure = RoutingDecision(tool_calls=[ToolCall(name="email")], scores={"email": 0.4, "ticket": 0.3})
+    policy.judge(unsure)
+    assert unsure.fallback and unsure.extra_tools == []  # a fallback binds every tool anyway
+    assert ThresholdPolicy(default=0.5).judge(d) == 0.5  # no keep threshold: nothing is added
+    none = RoutingDecision(no_tool_score=0.95, scores={"email": 0.04})
+    policy.judge(none)
+    assert not none.fallback and none.extra_tools == [] and none.narrow_tools == []
+
+
+def test_sent_tools_and_turn_recall():
+    two = scored({"email"}, {"email", "ticket"}, {"email": 0.7, "ticket": 0.02})
+    assert sent(two, 0.9, 0.05) == {"email"} and sent(two, 0.9, 0.01) == {"email", "ticket"}
+    unsure_none = scored(set(), {"weather"}, none=0.8)
+    assert sent(unsure_none, 0.9, 0.05) is None  # below the no-tool threshold: every tool
+    recall, cut = narrow_report([two, unsure_none], 0.9, 0.05)
+    assert recall == 0.5 and cut == (1 - 1 / 5 + 0) / 2
+    assert narrow_report([two, unsure_none], 0.9, 0.01)[0] == 1.0
+
+
+def test_the_no_tool_threshold_needs_the_precision_on_enough_answers():
+    right = [scored(set(), set(), none=0.95 + 0.004 * i) for i in range(12)]
+    wrong = [scored(set(), {"weather"}, none=0.9) for _ in range(3)]
+    assert fit_no_tool_threshold(right + wrong) == 0.95  # the wrong ones all sit below 0.95
+    confidently_wrong = [scored(set(), {"weather"}, none=0.999) for _ in range(3)]
+    assert fit_no_tool_threshold(right + confidently_wrong) == NEVER  # "no tool" is never followed
+    assert fit_no_tool_threshold(right[: MIN_NONE - 1]) is None  # too few to fit
+    thin = fit_safe_side(right[:5] + [scored({"email"}, {"email"}, {"email": 0.9})])
+    assert thin.no_tool_threshold is None and thin.keep_threshold is None  # too few: nothing fitted, and said
+    assert any("not fitted, the default" in n for n in thin.notes) and any("keep threshold not" in n for n in thin.notes)
+    assert thin.decoding() == {"keep_threshold": None, "tool_thresholds": {}}
+
+
+def test_the_keep_threshold_is_the_highest_that_reaches_the_recall():
+    # 40 turns needing two tools; the second is scored 0.001 .. 0.04
+    items = [scored({"email"}, {"email", "ticket"}, {"email": 0.9, "ticket": 0.001 * (i + 1)}) for i in range(40)]
+    keep = fit_keep_threshold(items, 0.9, recall=0.97)
+    assert keep == 0.002  # 39 of 40 kept at 0.002, 38 at 0.003 (< 97 %)
+    assert fit_keep_threshold(items, 0.9, recall=0.5) == 0.02
+    nones = [scored(set(), set(), none=0.99) for _ in range(12)]
+    fit = fit_safe_side(items + nones, recall=0.97)
+    assert fit.keep_threshold == keep and fit.turn_recall >= 0.97 and fit.no_tool_threshold == 0.5
+    assert fit.decoding() == {"keep_threshold": keep, "tool_thresholds": {NO_TOOL: 0.5}}
