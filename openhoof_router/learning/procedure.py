@@ -40,7 +40,7 @@ from openhoof_router.learning.evaluation.calibrate import fit_continue_threshold
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
 from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
-from openhoof_router.learning.trainers.memory import PeakMemory
+from openhoof_router.learning.trainers.memory import PeakMemory, release_memory
 from openhoof_router.models.base_model import BaseModelRef
 from openhoof_router.models.device import hardware, training_backend
 from openhoof_router.serving.selection import engine_for
@@ -150,6 +150,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         result = train_with(backend, plan.train, plan.val, cfg, layout.root, base, paths, progress=progress,
                             model_override=plan.model_override, start_from=plan.start_from,
                             checkpoint_every=plan.checkpoint_every if backend == "cpu" else 0)
+    release_memory()  # the trainer's model and activations: not carried into merge and evaluation
     if base.gguf is None:
         raise RunError(f"base model {base.name} has no GGUF to merge the adapter into")
     with clock.stage("merging the adapter into a GGUF", "export_s"):

@@ -15,6 +15,7 @@ import ctypes
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -72,7 +73,8 @@ def _close_devnull(llama_cpp: ModuleType) -> None:
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' progress bars and its info / warning logs inside the block (unless debugging)."""
+    """Hide transformers' progress bars, its info / warning logs and its deprecation notices
+    (about its own internals, which users cannot act on) inside the block (unless debugging)."""
     if debugging():
         yield
         return
@@ -92,7 +94,9 @@ def quiet_transformers() -> Iterator[None]:
     if gguf_tqdm is not None:
         gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
+            yield
     finally:
         if gguf_tqdm is not None:
             gguf_utils.tqdm = gguf_tqdm

@@ -18,3 +18,12 @@ def test_training_without_a_terminal_logs_plain_progress_lines(capfd):
     assert "training: step 3/3, loss 1.5000" in err
     run_loop(groups, [], TrainConfig(batch_size=8), lambda g, lr: 1.0, lambda v: 0.0, progress=False)
     assert capfd.readouterr().err == ""
+
+
+def test_the_allocator_is_steadied_and_freed_memory_handed_back():
+    import sys
+
+    from openhoof_router.learning.trainers.memory import release_memory, steady_allocator
+
+    assert steady_allocator() is sys.platform.startswith("linux")  # glibc's mallopt took the setting
+    release_memory()  # never raises, whatever the platform

@@ -181,7 +181,7 @@ def train_cuda(
     )
     trainer.train()
     adapter_dir = RunLayout(root=out_dir).adapter("cuda")
-    trainer.model.save_pretrained(str(adapter_dir))  # type: ignore[union-attr,operator]  # a PEFT model here
+    trainer.model.save_pretrained(str(adapter_dir), save_embedding_layers=False)  # type: ignore[union-attr,operator]  # a PEFT model here
     peak.stop()
     on_gpu = device == "cuda" and torch.cuda.is_available()
     return TrainResult(

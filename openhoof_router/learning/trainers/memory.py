@@ -65,3 +65,19 @@ def steady_allocator() -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+
+
+def release_memory() -> None:
+    """Hand memory freed by a finished stage back to the system (glibc keeps freed heap
+    pages otherwise, and the run's next stages would carry the trainer's high-water mark)."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
