@@ -42,7 +42,7 @@ from openhoof_router.learning.run import general_items, held_out_items
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.models.lora import ADAPTER_CONFIG, PEFT_WEIGHTS
 from openhoof_router.store.paths import Paths, resolve_paths
-from openhoof_router.store.runs import GENERAL_DIR, ModelRegistry, RunFiles, RunLayout, RunManifest
+from openhoof_router.store.runs import GENERAL_DIR, ModelRegistry, RunError, RunFiles, RunLayout, RunManifest
 
 GENERAL_DEFAULTS = TrainConfig(epochs=1, batch_size=8, lr=2e-4, seed=0, val_fraction=0.0, start_from="none",
                                replay=0)
@@ -82,13 +82,22 @@ def pretrain(
     progress: bool = True,
     console: Console | None = None,
     checkpoint_every: int = 250,
+    resume: Path | None = None,
 ) -> RunManifest:
     """Train the general adapter from the bare base (:func:`~openhoof_router.learning.procedure.carry_out`,
-    never promoted); ``ship``: copy it into the package. Returns its manifest."""
+    never promoted); ``ship``: copy it into the package. Returns its manifest.
+
+    CPU training saves a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
+    interrupted pretraining's run folder) continues from its latest one, with the same
+    result as an uninterrupted run. Raises ``RunError`` when the folder has no checkpoint, or
+    when the data or settings differ from those it was started with.
+    """
     paths = resolve_paths(paths)
     cfg = cfg or GENERAL_DEFAULTS
     base = resolve_base_model(base_model, paths)
-    layout = RunLayout(root=ModelRegistry(paths).new_run_dir("general"))
+    layout = RunLayout(root=Path(resume) if resume else ModelRegistry(paths).new_run_dir("general"))
+    if resume and not sorted(layout.checkpoints.glob("step-*")):
+        raise RunError(f"nothing to resume in {layout.root}: it has no training checkpoint")
     with RunClock(console) as clock:
         with clock.stage("building the general corpus", "data_s"):
             corpus = load_seal(corpus_dir)
@@ -97,6 +106,9 @@ def pretrain(
                                     seed=data_seed)
             rows = json.dumps([group_to_row(g) for g in groups], ensure_ascii=False)
             n_examples = sum(len(g.samples) for g in groups)
+            started_with = {"groups_sha256": hashlib.sha256(rows.encode()).hexdigest(),
+                            "train": cfg.model_dump(mode="json"), "base": base.sha256}
+            _check_plan(layout, started_with, resume=resume is not None)
             clock.console.print(f"  {len(groups)} tool lists, {n_examples} requests "
                                 f"({SEAL_ATTRIBUTION} + OpenHoof data)")
         plan = RunPlan(
@@ -110,6 +122,7 @@ def pretrain(
                   "groups_sha256": hashlib.sha256(rows.encode()).hexdigest(), **samples},
             hyperparameters={"seal_groups": seal_groups_n, "openhoof_passes": openhoof_passes, "data_seed": data_seed},
             checkpoint_every=checkpoint_every,
+            resume=resume is not None,
             loss_title="general adapter: training loss",
         )
         manifest = carry_out(plan, paths, clock, progress=progress)
@@ -117,6 +130,18 @@ def pretrain(
         ship_general(layout.root, manifest)
         clock.console.print(f"shipped into {GENERAL_DIR}")
     return manifest
+
+
+def _check_plan(layout: RunLayout, started_with: dict[str, Any], *, resume: bool) -> None:
+    """Record what a run starts with; a resumed run must start with the very same."""
+    if not resume:
+        layout.plan.write_text(json.dumps(started_with, indent=2))
+        return
+    recorded = json.loads(layout.plan.read_text()) if layout.plan.exists() else {}
+    differ = sorted(k for k in started_with if recorded.get(k) != started_with[k])
+    if differ:
+        raise RunError(f"cannot resume {layout.root.name}: its {', '.join(differ)} differ from this call's "
+                       "(resume with the corpus, data options and training settings it was started with)")
 
 
 def ship_general(run_dir: Path, manifest: RunManifest) -> None:

@@ -40,7 +40,8 @@ from openhoof_router.learning.evaluation.calibrate import fit_continue_threshold
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
 from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
-from openhoof_router.learning.trainers.memory import PeakMemory, release_memory
+from openhoof_router.learning.trainers.memory import PeakMemory
+from openhoof_router.models.allocator import release_memory
 from openhoof_router.models.base_model import BaseModelRef
 from openhoof_router.models.device import hardware, training_backend
 from openhoof_router.serving.selection import engine_for
@@ -86,6 +87,9 @@ class RunPlan(BaseModel):
     model_override: tuple | None = None
     """(model, tokenizer) to train instead of the base's (tests use a tiny model)."""
     checkpoint_every: int = 0
+    resume: bool = False
+    """Continue CPU training from the run folder's latest checkpoint (the same result as an
+    uninterrupted run)."""
     loss_title: str = "LoRA training loss"
 
 
@@ -120,7 +124,7 @@ class RunClock:
 
 def train_with(backend: str, train: Sequence[Group], val: Sequence[Group], cfg: TrainConfig, run_dir: Path,
                base: BaseModelRef, paths: Paths, *, progress: bool, model_override: tuple | None = None,
-               start_from: Path | None = None, checkpoint_every: int = 0) -> TrainResult:
+               start_from: Path | None = None, checkpoint_every: int = 0, resume: bool = False) -> TrainResult:
     """Dispatch to the trainer backend (``cpu``, ``cuda`` or ``mlx``); checkpoints are the CPU trainer's."""
     if backend == "mlx":
         from openhoof_router.learning.trainers.mlx import train_mlx
@@ -135,7 +139,7 @@ def train_with(backend: str, train: Sequence[Group], val: Sequence[Group], cfg: 
     from openhoof_router.learning.trainers.cpu import train_cpu
 
     return train_cpu(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every)
+                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = True,
@@ -149,7 +153,8 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
                      f"(rank {cfg.lora_rank}, {cfg.epochs} epochs, lr {cfg.lr})", "train_s"):
         result = train_with(backend, plan.train, plan.val, cfg, layout.root, base, paths, progress=progress,
                             model_override=plan.model_override, start_from=plan.start_from,
-                            checkpoint_every=plan.checkpoint_every if backend == "cpu" else 0)
+                            checkpoint_every=plan.checkpoint_every if backend == "cpu" else 0,
+                            resume=plan.resume and backend == "cpu")
     release_memory()  # the trainer's model and activations: not carried into merge and evaluation
     if base.gguf is None:
         raise RunError(f"base model {base.name} has no GGUF to merge the adapter into")

@@ -165,15 +165,19 @@ def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
         return cached
     if ref.gguf is None:
         raise BaseModelError(f"base model {ref.name} has no weights")
-    from openhoof_router.models.quiet import notice
+    from openhoof_router.models.allocator import release_memory
+    from openhoof_router.models.quiet import notice, quiet_transformers
 
     out = _float_dir(ref, paths)
     notice(f"writing a float32 copy of the base {ref.name} to {out} (once: 4 bytes a weight, ~1 GB for "
            "Gemma 3 270M; the transformers backend skips it with OPENHOOF_CACHE_FLOAT=0)")
     model, tokenizer = load_gguf_as_transformers(ref.gguf)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    with quiet_transformers():  # (the notice above said what happens: no shard bar)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    del model, tokenizer
+    release_memory()  # measured: 1.16 GB held after the conversion, 0.41 GB once handed back
     if out.exists():
         import shutil
 

@@ -80,6 +80,7 @@ class RunLayout(BaseModel):
     CONFUSION_PLOT: ClassVar[str] = "confusion.png"
     SAMPLES_DIR: ClassVar[str] = "samples"  # general runs: the corpus samples they were built with
     CHECKPOINTS_DIR: ClassVar[str] = "checkpoints"  # step-NNNNNN adapters CPU training resumes from
+    PLAN: ClassVar[str] = "plan.json"  # what a resumable run was started with (data hash, settings)
 
     def adapter(self, backend: str) -> Path:
         """The adapter folder a trainer backend writes: mlx-lm's for ``mlx``, PEFT's otherwise."""
@@ -91,6 +92,10 @@ class RunLayout(BaseModel):
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:06d}"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / self.PLAN
 
     @property
     def manifest(self) -> Path:

@@ -236,6 +236,25 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
     assert manifest.train["steps"] == 2 and manifest.data["n_trained"] == manifest.train["examples"]
     assert set(manifest.durations) == {"data_s", "train_s", "export_s", "calibrate_s", "eval_s", "total_s"}
 
+    # --resume: only a folder with checkpoints, only with what it was started with (the trainer's
+    # resumed result equals an uninterrupted run's: test_training_resume.py)
+    from openhoof_router.store.runs import RunError
+
+    with pytest.raises(RunError, match="no training checkpoint"):
+        pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
+                 progress=False, resume=tmp_path)
+    with pytest.raises(RunError, match="train differ"):
+        pretrain(corpus, paths=paths, cfg=cfg.model_copy(update={"lr": 1e-3}), base_model=tiny_gguf, seal_groups_n=4,
+                 openhoof_passes=0, progress=False, resume=layout.root)
+    with pytest.raises(RunError, match="groups_sha256 differ"):
+        pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=5, openhoof_passes=0,
+                 progress=False, resume=layout.root)
+    weights = (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes()
+    again = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
+                     progress=False, resume=layout.root)  # from its step-2 checkpoint: nothing left to train
+    assert again.run_id == manifest.run_id and again.train["steps"] == 2
+    assert (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes() == weights
+
 
 def test_promotion_refuses_a_worse_model(tiny_gguf, tokenizer, home, tmp_path):
     """The incumbent (the bare tiny base) scores 100 % by construction (labels are its own

@@ -23,7 +23,7 @@ def test_training_without_a_terminal_logs_plain_progress_lines(capfd):
 def test_the_allocator_is_steadied_and_freed_memory_handed_back():
     import sys
 
-    from openhoof_router.learning.trainers.memory import release_memory, steady_allocator
+    from openhoof_router.models.allocator import release_memory, steady_allocator
 
     assert steady_allocator() is sys.platform.startswith("linux")  # glibc's mallopt took the setting
     release_memory()  # never raises, whatever the platform

@@ -23,7 +23,8 @@ from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
 from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
 from openhoof_router.learning.trainers.loop import run_loop
-from openhoof_router.learning.trainers.memory import PeakMemory, steady_allocator
+from openhoof_router.learning.trainers.memory import PeakMemory
+from openhoof_router.models.allocator import steady_allocator
 from openhoof_router.models.base_model import BaseModelRef
 from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import RunLayout
