@@ -165,22 +165,35 @@ def float_checkpoint(ref: BaseModelRef, paths: Paths | None = None) -> Path:
         return cached
     if ref.gguf is None:
         raise BaseModelError(f"base model {ref.name} has no weights")
-    from openhoof_router.models.allocator import release_memory
-    from openhoof_router.models.quiet import notice, quiet_transformers
+    import shutil
+    import subprocess
+    import sys
+
+    from openhoof_router.models.quiet import notice
 
     out = _float_dir(ref, paths)
     notice(f"writing a float32 copy of the base {ref.name} to {out} (once: 4 bytes a weight, ~1 GB for "
            "Gemma 3 270M; the transformers backend skips it with OPENHOOF_CACHE_FLOAT=0)")
-    model, tokenizer = load_gguf_as_transformers(ref.gguf)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    with quiet_transformers():  # (the notice above said what happens: no shard bar)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    del model, tokenizer
-    release_memory()  # measured: 1.16 GB held after the conversion, 0.41 GB once handed back
+    # In a process of its own: the conversion peaks at ~2.6 GB, and the caller (a training run)
+    # would otherwise carry that high-water mark (measured: a fresh home's run peaked 0.7 GB higher).
+    code = "import sys; from openhoof_router.models.base_model import write_float_copy; write_float_copy(*sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, str(ref.gguf), str(tmp)], capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BaseModelError(f"could not convert {ref.gguf} to float weights: "
+                             + (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1])
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def write_float_copy(gguf: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Convert a GGUF into a float safetensors folder (what :func:`float_checkpoint` runs in a child)."""
+    from openhoof_router.models.quiet import quiet_transformers
+
+    model, tokenizer = load_gguf_as_transformers(Path(gguf))
+    with quiet_transformers():  # (the caller's notice said what happens: no shard bar)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
