@@ -197,8 +197,12 @@ class PromptCodec:
         return [self.start_id, *self.tokenizer.encode(text), self.end_id, *self._newline]
 
     # -- tool block ----------------------------------------------------------------------
+    def _developer(self, tools: Sequence[ToolSpec], level: int) -> str:
+        """The tool block's text (a format's own rendering of the list)."""
+        return _developer_text(tools, level)
+
     def tool_block(self, tools: Sequence[ToolSpec], level: int = 0) -> tuple[int, ...]:
-        text = _developer_text(tools, level)
+        text = self._developer(tools, level)
         ids = self._blocks.get((text, level))
         if ids is None:
             ids = (self.tokenizer.bos_id, *self._turn(text))

@@ -94,15 +94,8 @@ class VerdictCodec(PromptCodec):
         self._digits: dict[int, tuple[int, ...]] = {}
         self._segments: dict[int, VerdictSegment] = {}
 
-    def tool_block(self, tools: Sequence[ToolSpec], level: int = 0) -> tuple[int, ...]:
-        text = _verdict_developer_text(tools, level)
-        ids = self._blocks.get((text, level))
-        if ids is None:
-            ids = (self.tokenizer.bos_id, *self._turn(text))
-            if len(self._blocks) > 64:
-                self._blocks.clear()
-            self._blocks[(text, level)] = ids
-        return ids
+    def _developer(self, tools: Sequence[ToolSpec], level: int) -> str:
+        return _verdict_developer_text(tools, level)
 
     def past_turn(self, turn: PastTurn) -> list[int]:
         said = render_past_turn(turn)

@@ -30,32 +30,39 @@ from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import RunLayout
 
 
-def group_loss(lm: Any, group: EncodedGroup, pad_id: int = 0):
-    """Summed cross-entropy over the answer tokens of a group sharing one prefix."""
+def _after_prefix(lm: Any, prefix: Sequence[int], seqs: Sequence[Sequence[int]], pad_id: int) -> Any:
+    """The last hidden states of ``seqs``, each read after ``prefix``, which runs once: its KV
+    state is repeated per sequence (a differentiable copy: gradients flow back into it)."""
     import torch
     from transformers import DynamicCache
 
-    prefix, items = group.prefix, group.items
-    decoder, head = lm.model, lm.lm_head
-    size = len(items)
+    decoder, size = lm.model, len(seqs)
     cache = DynamicCache(config=lm.config)
     decoder(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
     if size > 1:
-        cache.batch_repeat_interleave(size)  # differentiable copy: gradients flow back into the prefix
-    width = max(len(u) + len(a) for u, a in items)
+        cache.batch_repeat_interleave(size)
+    width = max(len(s) for s in seqs)
     suffix = torch.full((size, width), pad_id, dtype=torch.long)
     mask = torch.zeros((size, len(prefix) + width), dtype=torch.long)
     mask[:, : len(prefix)] = 1
-    rows, cols, targets = [], [], []
-    for i, (user, answer) in enumerate(items):
-        seq = user + answer
+    for i, seq in enumerate(seqs):
         suffix[i, : len(seq)] = torch.tensor(seq)
         mask[i, len(prefix) : len(prefix) + len(seq)] = 1
+    return decoder(input_ids=suffix, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
+
+
+def group_loss(lm: Any, group: EncodedGroup, pad_id: int = 0):
+    """Summed cross-entropy over the answer tokens of a group sharing one prefix."""
+    import torch
+
+    items, head = group.items, lm.lm_head
+    hidden = _after_prefix(lm, group.prefix, [user + answer for user, answer in items], pad_id)
+    rows, cols, targets = [], [], []
+    for i, (user, answer) in enumerate(items):
         for j, token in enumerate(answer):  # the hidden state *before* each answer token predicts it
             rows.append(i)
             cols.append(len(user) - 1 + j)
             targets.append(token)
-    hidden = decoder(input_ids=suffix, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
     logits = head(hidden[rows, cols])
     softcap = getattr(lm.config, "final_logit_softcapping", None)
     if softcap:
@@ -79,27 +86,14 @@ def verdict_group_loss(lm: Any, group: VerdictGroup, yes_id: int, no_id: int, pa
     """
     import torch
     import torch.nn.functional as F
-    from transformers import DynamicCache
 
-    prefix, items = group.prefix, group.items
-    decoder, head = lm.model, lm.lm_head
-    size = len(items)
-    cache = DynamicCache(config=lm.config)
-    decoder(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
-    if size > 1:
-        cache.batch_repeat_interleave(size)
-    width = max(len(it.ids) for it in items)
-    suffix = torch.full((size, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((size, len(prefix) + width), dtype=torch.long)
-    mask[:, : len(prefix)] = 1
+    items, head = group.items, lm.lm_head
+    hidden = _after_prefix(lm, group.prefix, [it.ids for it in items], pad_id)
     rows: list[int] = []
     cols: list[int] = []
     for i, it in enumerate(items):
-        suffix[i, : len(it.ids)] = torch.tensor(it.ids)
-        mask[i, len(prefix): len(prefix) + len(it.ids)] = 1
         rows.extend([i] * len(it.positions))
         cols.extend(it.positions)
-    hidden = decoder(input_ids=suffix, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
     pair = head.weight[[yes_id, no_id]]
     logits = (hidden[rows, cols] @ pair.T).float()
     softcap = getattr(lm.config, "final_logit_softcapping", None)
