@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
 
 SEAL = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seal_tools"
 CASES = ("fixed", "sized", "restart", "restart_without_disk")
@@ -51,13 +51,6 @@ def tools_and_requests(n_tools: int, n_requests: int) -> tuple[list[dict], list[
             break
         chosen.setdefault(name, schema)
     return list(chosen.values()), requests
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -118,12 +111,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="openhoof-states-") as states:
         for case in CASES:
-            cmd = [sys.executable, __file__, "--worker", case, "--threads", str(args.threads), "--tools",
-                   str(args.tools), "--requests", str(args.requests), "--state-dir", states]
-            if args.model:
-                cmd += ["--model", args.model]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[case] = run_worker(__file__, case, ["--threads", str(args.threads), "--tools", str(args.tools),
+                                                        "--requests", str(args.requests), "--state-dir", states],
+                                       args.model)
     summary = {"device": f"CPU, {args.threads} threads", "tools": args.tools, "cases": results}
     if args.json:
         print(json.dumps(summary))

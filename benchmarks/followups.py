@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _common import rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
 
 from openhoof_router.core.records import PastTurn
 from openhoof_router.core.tools import builtin_tools
@@ -47,13 +47,6 @@ def conversations(n: int, turns: int) -> list[list[PastTurn]]:
 
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -123,12 +116,8 @@ def main() -> None:
         return
     results = {}
     for mode in ("off", "on"):
-        cmd = [sys.executable, __file__, "--worker", mode, "--threads", str(args.threads),
-               "--conversations", str(args.conversations), "--turns", str(args.turns)]
-        if args.model:
-            cmd += ["--model", args.model]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[mode] = run_worker(__file__, mode, ["--threads", str(args.threads), "--conversations",
+                                                    str(args.conversations), "--turns", str(args.turns)], args.model)
     differ = sum(a != b for a, b in zip(results["off"].pop("decisions"), results["on"].pop("decisions"),
                                          strict=True))
     summary = {"device": f"CPU, {args.threads} threads", "conversations": args.conversations, "turns": args.turns,

@@ -81,7 +81,7 @@ def main() -> None:
         "speedup_p50": round(pct(n, 50) / pct(c, 50), 2),
         "context3_p50_ms": round(pct(x, 50), 1),
         "context3_p95_ms": round(pct(x, 95), 1),
-        "decisions_differ": sum(a.tool_names != b.tool_names for a, b in zip(cached, naive)),
+        "decisions_differ": sum(a.tool_names != b.tool_names for a, b in zip(cached, naive, strict=True)),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     engine.close()

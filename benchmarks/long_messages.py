@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from _common import rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
 
 MESSAGES = {
     "200k_characters": "please check the disk on prod " + "lorem ipsum dolor sit amet " * 7500 + " and tell me",
     "200_end_of_turn": "<end_of_turn>" * 200,
 }
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def long_messages(args: argparse.Namespace) -> dict:
@@ -103,11 +95,7 @@ def main() -> None:
         return
     results = {}
     for case in ("long", "routers_unshared", "routers_shared"):
-        cmd = [sys.executable, __file__, "--worker", case, "--threads", str(args.threads)]
-        if args.model:
-            cmd += ["--model", args.model]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[case] = run_worker(__file__, case, ["--threads", str(args.threads)], args.model)
     summary = {"device": f"CPU, {args.threads} threads", **results}
     if args.json:
         print(json.dumps(summary))

@@ -134,7 +134,7 @@ class RouterEngine:
             return prepared
         with self._lock, self.backend.lock:
             backend, codec = self.backend, self.codec
-            reserve = self._answer_reserve(len(specs)) + MIN_USER_TOKENS
+            reserve = self._answer_reserve(specs) + MIN_USER_TOKENS
             try:  # the most detailed block the largest window takes; the window grows for it if it can
                 prefix, level = codec.fit_tool_block(specs, backend.max_ctx - reserve)
                 if len(prefix) > backend.n_ctx - reserve:
@@ -167,7 +167,7 @@ class RouterEngine:
             if not text:
                 return RoutingDecision(confidence=1.0, no_tool_score=1.0, raw=NO_TOOL, latency_ms=elapsed(),
                                        notes=["empty message: no tool needed"], **ident)
-            room = backend.n_ctx - len(prepared.prefix) - self._answer_reserve(len(prepared.specs))
+            room = backend.n_ctx - len(prepared.prefix) - self._answer_reserve(prepared.specs)
             cut: list[str] = []
             if self.max_user_tokens:
                 room = min(room, self.max_user_tokens)
@@ -195,16 +195,16 @@ class RouterEngine:
             **ident,
         )
 
-    def _answer_reserve(self, n_tools: int) -> int:
+    def _answer_reserve(self, specs: Sequence[ToolSpec]) -> int:
         if self.verdicts:
-            return len(self.codec.segment(n_tools).ids) + 1  # type: ignore[attr-defined]
+            return len(self.codec.segment(specs).ids) + 1  # type: ignore[attr-defined]
         return ANSWER_RESERVE
 
     def _verdict_decision(self, prepared: Prepared, user: Any, use_cache: bool, elapsed: Any,
                           ident: dict[str, Any]) -> RoutingDecision:
         codec = self.codec
         assert isinstance(codec, VerdictCodec)
-        v = read_verdicts(self.backend, codec, prepared.prefix, user.ids, codec.segment(len(prepared.specs)),
+        v = read_verdicts(self.backend, codec, prepared.prefix, user.ids, codec.segment(prepared.specs),
                           use_cache=use_cache)
         rule = self.rule if self.rule.max_tools <= self.max_tools else VerdictRule(
             self.rule.top_threshold, self.rule.extra_threshold, self.max_tools)

@@ -38,7 +38,7 @@ from openhoof_router.learning.data.shipped_samples import (
     write_jsonl,
 )
 from openhoof_router.learning.procedure import RunClock, RunPlan, carry_out
-from openhoof_router.learning.run import general_items, held_out_items
+from openhoof_router.learning.run import general_items, held_out_items, start_adapter
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.models.lora import ADAPTER_CONFIG, PEFT_WEIGHTS
 from openhoof_router.store.paths import Paths, resolve_paths
@@ -84,8 +84,9 @@ def pretrain(
     checkpoint_every: int = 250,
     resume: Path | None = None,
 ) -> RunManifest:
-    """Train the general adapter from the bare base (:func:`~openhoof_router.learning.procedure.carry_out`,
-    never promoted); ``ship``: copy it into the package. Returns its manifest.
+    """Train the general adapter (:func:`~openhoof_router.learning.procedure.carry_out`, never
+    promoted) from the bare base, or from ``cfg.start_from`` (a run folder or a PEFT adapter
+    folder); ``ship``: copy it into the package. Returns its manifest.
 
     CPU training saves a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
     interrupted pretraining's run folder) continues from its latest one, with the same
@@ -111,8 +112,10 @@ def pretrain(
             _check_plan(layout, started_with, resume=resume is not None)
             clock.console.print(f"  {len(groups)} tool lists, {n_examples} requests "
                                 f"({SEAL_ATTRIBUTION} + OpenHoof data)")
+        start, start_name = start_adapter(cfg.start_from, base)
         plan = RunPlan(
-            kind="general", run_dir=layout.root, cfg=cfg, base=base, train=groups,
+            kind="general", run_dir=layout.root, cfg=cfg, base=base, train=groups, start_from=start,
+            start_name=start_name,
             calibration=general_items(path=layout.samples / CALIBRATION_FILE.name),
             evaluations={"general_gate": general_items(path=layout.samples / GATE_FILE.name),
                          "openhoof_held_out": held_out_items()},

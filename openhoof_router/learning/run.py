@@ -36,10 +36,11 @@ from openhoof_router.learning.evaluation.gate import compare, decide
 from openhoof_router.learning.procedure import Judge, Judgement, RunClock, RunPlan, carry_out
 from openhoof_router.models.base_model import BaseModelRef, resolve_base_model
 from openhoof_router.models.loading import BackendError, check_base
+from openhoof_router.models.lora import ADAPTER_CONFIG
 from openhoof_router.serving.selection import engine_for, serve
 from openhoof_router.serving.settings import RouterSettings
 from openhoof_router.store.paths import Paths, resolve_paths
-from openhoof_router.store.runs import ModelRegistry, RunError, RunManifest, ServedRun, general_run
+from openhoof_router.store.runs import MANIFEST, ModelRegistry, RunError, RunManifest, ServedRun, general_run
 
 CALIBRATION_GENERAL = 80
 """General-corpus records added to the run's own validation split to fit the continue threshold."""
@@ -72,13 +73,17 @@ def fits(run: ServedRun | None, base: BaseModelRef) -> bool:
 
 
 def start_adapter(start_from: str | None, base: BaseModelRef) -> tuple[Path | None, str | None]:
-    """The adapter a run continues from, and its name: the shipped general one, a run, or none
-    (also when the general adapter was trained on another base)."""
+    """The adapter a run continues from, and its name: the shipped general one, a run, a bare
+    PEFT adapter folder (its weights only: any prompt format), or none (also when the general
+    adapter was trained on another base)."""
     if not start_from or start_from == "none":
         return None, None
     if start_from == "general":
         run = general_run()
         return (run.adapter, run.run_id) if run is not None and fits(run, base) else (None, None)
+    folder = Path(start_from).expanduser()
+    if (folder / ADAPTER_CONFIG).is_file() and not (folder / MANIFEST).is_file():
+        return folder, folder.name
     run = ServedRun.open(start_from)
     if not fits(run, base):
         raise RunError(f"run {run.run_id} was trained on another base model than {base.name}")

@@ -142,3 +142,19 @@ def test_every_run_file_is_named_by_the_layout(tmp_path):
     names = [layout.gguf, layout.history, layout.eval_report, layout.loss_plot, layout.confusion_plot,
              layout.samples, layout.checkpoints, layout.adapter("cpu"), layout.adapter("mlx"), layout.manifest]
     assert len({p.name for p in names}) == len(names) and all(p.parent == tmp_path for p in names)
+
+
+def test_a_run_can_start_from_a_bare_adapter_folder(tmp_path):
+    """``--start-from`` takes a PEFT folder without a manifest (its weights, whatever prompt
+    format they were served with): how a new format continues from an older adapter."""
+    from openhoof_router.learning.run import start_adapter
+    from openhoof_router.models.base_model import BaseModelRef
+
+    base = BaseModelRef("tiny", sha256="0" * 64)
+    folder = tmp_path / "general-v2"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    assert start_adapter(str(folder), base) == (folder, "general-v2")
+    assert start_adapter("none", base) == (None, None) and start_adapter(None, base) == (None, None)
+    with pytest.raises(RunError):
+        start_adapter(str(tmp_path / "missing"), base)

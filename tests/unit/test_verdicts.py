@@ -35,12 +35,19 @@ def test_ids_spell_the_rendered_prompt(codec):
     assert text == BOS + render_verdict_prompt(TOOLS, "and the memory?", CONTEXT)
 
 
-def test_one_mark_per_tool_then_no_tool(codec):
-    seg = codec.segment(len(TOOLS))
+def test_one_named_mark_per_tool_then_no_tool(codec):
+    seg = codec.segment(TOOLS)
     marks = [TOK.decode([seg.ids[p]]) for p in seg.positions]
     assert marks == ["?"] * (len(TOOLS) + 1)
-    numbers = TOK.decode(seg.ids).split("?")[:-1]
-    assert numbers == [str(i) for i in range(1, len(TOOLS) + 1)] + ["0"]
+    names = TOK.decode(seg.ids).split("\n")
+    assert names == [f"{t.name}?" for t in TOOLS] + ["none?"]
+
+
+def test_a_mark_is_the_same_token_whatever_the_name_ends_with(codec):
+    odd = [ToolSpec(name="what?"), ToolSpec(name="a" * 200), ToolSpec(name="x\ny")]
+    seg = codec.segment(odd)
+    assert len(seg.positions) == 4 and all(seg.ids[p] == seg.ids[seg.positions[-1]] for p in seg.positions)
+    assert codec.segment(odd) is seg  # cached per list of names
 
 
 def test_labels_mark_the_needed_tools_and_no_tool(codec):
