@@ -75,8 +75,8 @@ def render_tool_line(tool: ToolSpec, level: int = 0) -> str:
     return head + (f": {desc}" if desc else "")
 
 
-def _developer_text(tools: Sequence[ToolSpec], level: int) -> str:
-    return "developer\n" + INSTRUCTION + "\nTools:\n" + "\n".join(render_tool_line(t, level) for t in tools)
+def _developer_text(tools: Sequence[ToolSpec], level: int, instruction: str = INSTRUCTION) -> str:
+    return "developer\n" + instruction + "\nTools:\n" + "\n".join(render_tool_line(t, level) for t in tools)
 
 
 def render_tool_block(tools: Sequence[ToolSpec], level: int = 0) -> str:

@@ -19,7 +19,7 @@ from openhoof_router.core.prompt import (
     START,
     PromptCodec,
     Tokenizer,
-    render_tool_line,
+    _developer_text,
 )
 from openhoof_router.core.records import PastTurn
 from openhoof_router.core.text import _one_line, clean_text
@@ -34,10 +34,6 @@ VERDICT_MARK = "?"
 NO_TOOL_MARK = "none"
 MARK_NAME_CHARS = 64
 YES, NO = "yes", "no"
-
-
-def _verdict_developer_text(tools: Sequence[ToolSpec], level: int) -> str:
-    return "developer\n" + VERDICT_INSTRUCTION + "\nTools:\n" + "\n".join(render_tool_line(t, level) for t in tools)
 
 
 def mark_names(tools: Sequence[ToolSpec]) -> list[str]:
@@ -61,7 +57,8 @@ def render_past_turn(turn: PastTurn) -> str:
 def render_verdict_prompt(tools: Sequence[ToolSpec], message: str, context: Sequence[PastTurn] = ()) -> str:
     """The whole v3 prompt as text, verdict segment included (for reading, not for encoding)."""
     marks = "\n".join(f"{n}{VERDICT_MARK}" for n in mark_names(tools))
-    return (f"{START}{_verdict_developer_text(tools, 0)}{END}\n" + "".join(render_past_turn(t) for t in context)
+    return (f"{START}{_developer_text(tools, 0, VERDICT_INSTRUCTION)}{END}\n"
+            + "".join(render_past_turn(t) for t in context)
             + f"{START}user\n{clean_text(message).strip()}{END}\n{START}model\n{marks}")
 
 
@@ -103,7 +100,7 @@ class VerdictCodec(PromptCodec):
         self._segments: dict[tuple[str, ...], VerdictSegment] = {}
 
     def _developer(self, tools: Sequence[ToolSpec], level: int) -> str:
-        return _verdict_developer_text(tools, level)
+        return _developer_text(tools, level, VERDICT_INSTRUCTION)
 
     def past_turn(self, turn: PastTurn) -> list[int]:
         said = render_past_turn(turn)
