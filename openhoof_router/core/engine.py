@@ -39,6 +39,7 @@ from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, Too
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
 from openhoof_router.core.verdict_prompt import VERDICT_FORMAT, VerdictCodec
 from openhoof_router.core.verdicts import VerdictRule, confidence, read_verdicts
+from openhoof_router.models.backend import common_prefix
 from openhoof_router.models.loading import Backend, load_backend, resolve_run, run_decoding
 
 ANSWER_RESERVE = 64
@@ -194,6 +195,30 @@ class RouterEngine:
             context_turns=user.context_turns,
             **ident,
         )
+
+    def prefetch(self, tools: Iterable[Any], context: Sequence[PastTurn]) -> int:
+        """Evaluate a conversation's tool block and earlier turns before its next message
+        arrives, so that :meth:`route` then reads only the message (on backends that keep
+        states: llama.cpp). Returns the tokens evaluated. Call it when a turn is over (its
+        tools ran, its reply is out) with the turns so far; what ``route`` would cut or drop
+        is cut or dropped alike, and a state that does not match is simply not used."""
+        tools = list(tools)
+        context = list(context)[-self.context_turns:] if self.context_turns else []
+        if not context:
+            return 0  # the tool block alone is cached already
+        with self._lock, self.backend.lock:
+            prepared = self.prepare(tools)
+            room = self.backend.n_ctx - len(prepared.prefix) - self._answer_reserve(prepared.specs)
+            if self.max_user_tokens:
+                room = min(room, self.max_user_tokens)
+            # What any next message shares: the user turn up to where two different messages part.
+            try:
+                a = self.codec.fit_user_turn("a", context, room).ids
+                b = self.codec.fit_user_turn("b", context, room).ids
+            except ValueError:
+                return 0
+            shared = a[: common_prefix(a, b)]
+            return self.backend.prefill(prepared.prefix, shared)
 
     def _answer_reserve(self, specs: Sequence[ToolSpec]) -> int:
         if self.verdicts:

@@ -16,7 +16,7 @@ from langchain_core.prompt_values import PromptValue
 
 from openhoof_router.core.prompt import CONTEXT_TURNS
 from openhoof_router.core.records import PastTurn
-from openhoof_router.core.turns import ChatLine, latest_turn, turn_key
+from openhoof_router.core.turns import ChatLine, latest_turn, past_turns, turn_key
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,11 @@ def read_turn(messages: Sequence[BaseMessage], tools: Sequence[Any] | None = Non
     lines = [_line(m) for m in messages]
     index, context = latest_turn(lines, context_turns)
     return Turn(list(messages), lines[index].text, context, lines[index].message_id, tools, conversation)
+
+
+def finished_turns(messages: Sequence[BaseMessage], context_turns: int = CONTEXT_TURNS) -> list[PastTurn]:
+    """The turns of a conversation whose latest reply is out: the next human turn's context."""
+    return past_turns([_line(m) for m in messages], context_turns)
 
 
 def merge_chunks(chunks: Sequence[Any]) -> Any:

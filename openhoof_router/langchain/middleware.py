@@ -28,7 +28,10 @@ Unlike upstream, nothing leaves the machine, each human turn is routed once (the
 calls after tool results reuse the decision and nothing more is logged), the router reads
 earlier turns of the conversation, each decision is a child run in the trace, and the
 reply's ``response_metadata["openhoof_router"]`` holds the decision id and the scores, so
-``confirm``/``correct`` can be reached from the agent's output.
+``confirm``/``correct`` can be reached from the agent's output. When a reply ends the turn,
+the conversation so far is read on the router's background thread
+(:meth:`~openhoof_router.serving.service.RouterService.prefetch`), so the next human turn
+reads only its own message (``RouterSettings.prefetch_turns``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from langchain_core.runnables.config import ensure_config, run_in_executor
 
 from openhoof_router.core.records import RoutingDecision
 from openhoof_router.core.tools import ToolError
-from openhoof_router.langchain.conversation import Turn, conversation_id, read_turn
+from openhoof_router.langchain.conversation import Turn, conversation_id, finished_turns, read_turn
 from openhoof_router.langchain.tracing import annotate, atrace_decision, reply_summary, trace_decision
 from openhoof_router.serving.settings import RouterSettings
 
@@ -187,6 +190,17 @@ class ToolRouterMiddleware(AgentMiddleware):
                     annotate(message, info)
         return response
 
+    def _after_reply(self, request: ModelRequest, response: Any, routable: Sequence[Any]) -> None:
+        """A final reply (no tool calls) ends the turn: read the conversation so far now, in the
+        background, so the next human turn routes as fast as a first one."""
+        service = self.router.service
+        replies = [m for m in getattr(response, "result", None) or [response] if isinstance(m, AIMessage)]
+        if not service.settings.prefetch_turns or not replies or replies[-1].tool_calls:
+            return
+        context = finished_turns([*request.messages, replies[-1]], service.engine.context_turns)
+        if context:
+            service.prefetch(routable, context)
+
     # -- hooks -------------------------------------------------------------------------
     def wrap_model_call(
         self,
@@ -201,7 +215,9 @@ class ToolRouterMiddleware(AgentMiddleware):
         if decision is not None:
             trace_decision(decision, ensure_config(), MIDDLEWARE_MODE)
         narrowed, sent = self._narrow(request, decision, routable)
-        return self._annotate(handler(narrowed), decision, sent)
+        response = self._annotate(handler(narrowed), decision, sent)
+        self._after_reply(request, response, routable)
+        return response
 
     async def awrap_model_call(
         self,
@@ -217,4 +233,6 @@ class ToolRouterMiddleware(AgentMiddleware):
         if decision is not None:
             await atrace_decision(decision, config, MIDDLEWARE_MODE)
         narrowed, sent = self._narrow(request, decision, routable)
-        return self._annotate(await handler(narrowed), decision, sent)
+        response = self._annotate(await handler(narrowed), decision, sent)
+        self._after_reply(request, response, routable)  # queues work on the router's own thread
+        return response

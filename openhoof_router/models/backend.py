@@ -82,6 +82,13 @@ class Backend(ABC):
             self.feed(ids[start:])
         return out
 
+    def prefill(self, prefix: Sequence[int], ids: Sequence[int]) -> int:
+        """Evaluate ``ids`` after ``prefix`` ahead of a call whose prompt will start with them
+        (a conversation's earlier turns, before its next message arrives), so that call reads
+        only what follows. Returns the tokens evaluated; backends that keep no finished
+        calls' states (this default) do nothing and return 0."""
+        return 0
+
     @abstractmethod
     def mark(self) -> Any:
         """An opaque marker of the current position."""

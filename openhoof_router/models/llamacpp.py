@@ -10,6 +10,9 @@ merged router GGUF written by the trainer. A call evaluates only what no earlier
   within ``turn_state_mb``); a new call restores the saved sequence sharing the longest prefix
   with it over the block and evaluates the rest: a conversation's next turn reads only what
   its prompt adds to the last one's (when the format only appends);
+- ``prefill`` evaluates and saves a conversation's earlier turns before its next message
+  arrives (the agent middleware calls it when a turn's reply is out), so that message is
+  all the next call reads;
 - only the current block and call are in the KV cache: attention never spans other
   conversations, and a call's scores do not depend on what else is saved;
 - the window (``n_ctx``, most tokens of one prompt) starts at 2048 and, unless set, grows for
@@ -276,6 +279,17 @@ class LlamaCppBackend(Backend):
         if not np.all(np.isfinite(out)):
             raise BackendError("the model produced non-finite scores")
         return out
+
+    def prefill(self, prefix: Sequence[int], ids: Sequence[int]) -> int:
+        if not self.reuse_turns or len(ids) < MIN_GAIN:
+            return 0
+        self.start(prefix)
+        before = self.evaluated
+        full, n = self._begin(ids, len(ids))
+        if n < len(full):
+            self._append(full[n:])
+        self._settle()  # saved now, as a finished call is: the next call restores it
+        return self.evaluated - before
 
     def mark(self) -> int:
         if self._pending is not None:

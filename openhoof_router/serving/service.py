@@ -16,8 +16,11 @@ was refused); every setting is a field of
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ from openhoof_router.serving.turn_memory import TurnMemory
 from openhoof_router.store.logs import DecisionLog, OutcomeLog
 from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import Decoding, ModelRegistry
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["RouterService", "RouterSettings", "ThresholdPolicy", "UnknownDecisionError"]
 
@@ -64,6 +69,10 @@ class RouterService:
         self.registry = ModelRegistry(self.paths)
         self.turns = TurnMemory(settings.turn_memory)
         """Each human turn's decision (routed once, whatever the concurrency)."""
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetch_guard = threading.Lock()
+        self.last_prefetch: Future[int] | None = None
+        """The latest :meth:`prefetch` (its result: the tokens it read), e.g. to wait for it."""
         self._decided: deque[str] = deque(maxlen=10_000)  # recent decision ids: feedback on them is valid
         stamp = self.registry.pointer_stamp()  # before loading: a promotion meanwhile is seen later
         self._owns_engine = engine is None
@@ -144,6 +153,33 @@ class RouterService:
         # Concurrent calls for one turn wait for the first one's decision (single-flight).
         return self.turns.route_once((turn, tuple(s.name for s in specs)), route)
 
+    def prefetch(self, tools: Iterable[Any] | Sequence[ToolSpec], context: Sequence[PastTurn], *,
+                 wait: bool = False) -> Future[int]:
+        """Read a conversation's earlier turns ahead of its next message (see
+        :meth:`RouterEngine.prefetch`), on one background thread unless ``wait``: call it
+        when a turn is over, so the next turn's :meth:`route` reads only its message. Never
+        raises: a failure is logged and the future holds 0."""
+        specs = list(tools)
+        context = list(context)
+
+        def work() -> int:
+            try:
+                return self.engine.prefetch(specs, context)
+            except Exception as exc:  # an optimisation: routing works without it
+                logger.debug("prefetch failed: %s", exc)
+                return 0
+
+        if wait:
+            done: Future[int] = Future()
+            done.set_result(work())
+            self.last_prefetch = done
+            return done
+        with self._prefetch_guard:
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="openhoof-prefetch")
+            self.last_prefetch = self._prefetcher.submit(work)
+            return self.last_prefetch
+
     # -- feedback --------------------------------------------------------------------------
     @property
     def outcome_log(self) -> OutcomeLog:
@@ -182,6 +218,8 @@ class RouterService:
                                    f"{self.paths.decisions_file} does not hold it (feedback not recorded)")
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
         if self.reloader is not None:
             self.reloader.wait(30)
         self.decision_log.close()

@@ -83,6 +83,9 @@ class RouterSettings(PathSettings, ModelSettings):
                                                          "call waits (OPENHOOF_RELOAD_IN_BACKGROUND).")
     turn_memory: int = Field(1024, ge=0, description="Human turns remembered; each is routed and logged once "
                                                      "(OPENHOOF_TURN_MEMORY).")
+    prefetch_turns: bool = Field(True, description="When an agent's turn is over (its reply is out), read the "
+                                 "conversation so far in the background, so the next turn reads only its "
+                                 "message (OPENHOOF_PREFETCH_TURNS; agent middleware).")
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -19,7 +19,7 @@ from openhoof_router import ToolRouter
 from openhoof_router.langchain.tracing import DECISION_ID_KEY, DECISION_RUN
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.store.logs import DecisionLog, OutcomeLog
-from openhoof_router.core.records import RoutingDecision, ToolCall
+from openhoof_router.core.records import PastTurn, RoutingDecision, ToolCall
 from openhoof_router.langchain.tracing import decision_info
 
 langchain_openai = pytest.importorskip("langchain_openai")
@@ -456,3 +456,42 @@ def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_pat
     assert sorted((o.tool, o.kind) for o in outcomes) == [("disk_usage", "tool_end"), ("send_page", "tool_end")]
     assert {o.decision_id for o in outcomes} == {decision.metadata.decision_id}
     assert handler.unmatched == 0
+
+
+def test_a_finished_agent_turn_is_read_ahead_for_the_next_one(engine, tmp_path):
+    """When the agent's reply ends a turn, the middleware has the router read the conversation
+    so far, so the next human turn's call reads only its message (the agent model is scripted)."""
+    from langchain.agents import create_agent
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    from openhoof_router.langchain import ToolRouterMiddleware
+
+    class Replies(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "scripted"
+
+        def bind_tools(self, tools, **kwargs):
+            return self
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="The root disk is 42% full."))])
+
+    backend = engine.backend
+    for prefetch in (True, False):
+        router = ToolRouter(engine=engine, data_dir=tmp_path / str(prefetch), prefetch_turns=prefetch)
+        agent = create_agent(model=Replies(), tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
+        first = f"{'alpha' if prefetch else 'omega'} host: how full is its root disk?"  # shares no text
+        messages = agent.invoke({"messages": [("human", first)]})["messages"]
+        if prefetch:
+            assert router.service.last_prefetch is not None and router.service.last_prefetch.result(60) > 0
+        else:
+            assert router.service.last_prefetch is None
+        agent.invoke({"messages": [*messages, ("human", "and on the staging host?")]})
+        block = len(engine.prepare(TOOLS).prefix)
+        context = engine.codec.user_turn("a", [PastTurn(user=first, reply="The root disk is 42% full.")])
+        if prefetch:
+            assert backend.reused >= block + len(context) - 6  # the earlier turn came from the read-ahead state
+        else:
+            assert backend.reused < block + len(context) // 2  # the block and a shared opening ("Earlier:") only

@@ -2,6 +2,8 @@
 
 - a conversation's next turn starts from the state its previous turn left (the longest held
   token prefix), several conversations interleaved, and decides as a fresh evaluation does;
+- a conversation read ahead (``prefetch``, when its turn is over) leaves its next call only
+  the new message to read;
 - saved states are bounded (memory) and routing goes on past the bound;
 - a tool block's state is written to disk once and restored by a new backend (another
   process, after a restart); a damaged or foreign file is ignored and written again;
@@ -68,6 +70,35 @@ def test_next_turn_starts_from_the_previous_turns_state(backend, builtin):
             assert d.no_tool_score == pytest.approx(fresh.no_tool_score, abs=0.05)
 
 
+def test_a_prefetched_conversation_reads_only_its_next_message(base_ref, builtin):
+    backend = LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity)  # nothing held yet
+    try:
+        _prefetched_turns(RouterEngine(backend), builtin)
+    finally:
+        backend.close()
+
+
+def _prefetched_turns(engine: RouterEngine, builtin) -> None:
+    backend = engine.backend
+    engine.route(TURNS[0].user, builtin)  # the conversation's first turn: the tool block is held
+    for k in range(1, len(TURNS)):
+        context = TURNS[:k]
+        evaluated = engine.prefetch(builtin, context)  # turn k-1 is over: its reply is out
+        engine.route(OTHER[0].user, builtin)  # another conversation's call in between
+        user = engine.codec.fit_user_turn(TURNS[k].user, context, 10_000).ids
+        message_only = engine.codec.fit_user_turn(TURNS[k].user, [], 10_000).ids
+        assert 0 < evaluated < len(user)
+        d = engine.route(TURNS[k].user, builtin, context=context)
+        assert d.valid, d.error
+        full = _full(engine, TURNS[k].user, builtin, context)
+        # what is left to read is the message's own share of the turn, not the earlier turns
+        assert len(full) - backend.reused <= len(message_only) + 2
+        fresh = engine.route(TURNS[k].user, builtin, context=context, use_cache=False)
+        assert d.tool_names == fresh.tool_names
+        assert d.no_tool_score == pytest.approx(fresh.no_tool_score, abs=0.05)
+    assert engine.prefetch(builtin, []) == 0  # nothing earlier: the tool block is held already
+
+
 def test_off_switch_reuses_only_the_tool_block(base_ref, builtin):
     backend = LlamaCppBackend(base_ref.gguf, n_threads=1, model_id=base_ref.identity, reuse_turns=False)
     try:
@@ -76,6 +107,7 @@ def test_off_switch_reuses_only_the_tool_block(base_ref, builtin):
         engine.route(TURNS[1].user, builtin, context=TURNS[:1])
         engine.route(TURNS[2].user, builtin, context=TURNS[:2])
         assert backend.reused == len(engine.prepare(builtin).prefix)
+        assert engine.prefetch(builtin, TURNS[:2]) == 0  # nothing is kept, so nothing is read ahead
     finally:
         backend.close()
 
