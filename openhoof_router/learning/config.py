@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
         "auto", description="CPU training precision of the frozen base: 'auto' takes bfloat16 where the CPU "
                             "has bf16 instructions (2x faster here), else float32. LoRA weights stay float32.")
     max_tokens: int = Field(1536, ge=64, description="Examples longer than this (prompt + answer) are dropped.")
+    step_tokens: int = Field(
+        640, ge=64, description="CPU trainer: most padded request tokens one forward pass holds (a group's requests "
+                                "beyond it run in pieces; peak memory grows ~2 MB a token).")
 
 
 class TrainResult(BaseModel):

@@ -7,6 +7,7 @@ that high-water mark.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
@@ -35,11 +36,22 @@ def release_memory() -> None:
     import gc
 
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Return the heap's free pages to the system (glibc ``malloc_trim``; a few ms).
+
+    Called after each training step: the blocks under the mmap threshold (a step's many
+    small activations) leave holes that RSS keeps counting, so without it the resting RSS
+    between steps crept from 1.2 to 2.2 GB in ten steps (measured), and each step's own
+    ~1.2 GB of activations came on top of that."""
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
 
 
+@functools.cache
 def _libc():
     if not sys.platform.startswith("linux"):
         return None

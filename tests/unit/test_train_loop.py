@@ -27,3 +27,18 @@ def test_the_allocator_is_steadied_and_freed_memory_handed_back():
 
     assert steady_allocator() is sys.platform.startswith("linux")  # glibc's mallopt took the setting
     release_memory()  # never raises, whatever the platform
+
+
+def test_groups_over_the_step_budget_run_in_pieces_by_length():
+    from openhoof_router.learning.data.groups import EncodedGroup, VerdictGroup, VerdictItem, split_group
+
+    lengths = [10, 40, 12, 41, 11, 90]
+    group = EncodedGroup(prefix=(1, 2, 3), items=tuple(((7,) * (n - 1), (9,)) for n in lengths))
+    assert split_group(group, 6 * 90) == [group]  # fits whole: untouched
+    pieces = split_group(group, 100)
+    assert [p.lengths for p in pieces] == [[10, 11, 12], [40, 41], [90]]  # padded: 36, 82, 90 tokens
+    assert all(p.prefix == group.prefix for p in pieces)
+    assert sorted(item for p in pieces for item in p.items) == sorted(group.items)  # nothing lost or doubled
+    assert [p.lengths for p in split_group(group, 50)] == [[10, 11, 12], [40], [41], [90]]  # 90 > 50: alone
+    verdicts = VerdictGroup(prefix=(1,), items=tuple(VerdictItem((5,) * n, (n - 1,), (1,)) for n in (30, 5, 31)))
+    assert [p.lengths for p in split_group(verdicts, 62)] == [[5, 30], [31]]

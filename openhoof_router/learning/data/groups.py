@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from openhoof_router.core.prompt import PromptCodec
 from openhoof_router.core.records import PastTurn, TrainingRecord
@@ -47,6 +48,11 @@ class EncodedGroup:
     @property
     def tokens(self) -> int:
         return len(self.prefix) + sum(len(u) + len(a) for u, a in self.items)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Each request's tokens after the tool block."""
+        return [len(u) + len(a) for u, a in self.items]
 
 
 def record_tools(rec: TrainingRecord, catalog: dict[str, ToolSpec] | None = None) -> list[ToolSpec]:
@@ -124,6 +130,33 @@ class VerdictGroup:
     @property
     def tokens(self) -> int:
         return len(self.prefix) + sum(len(i.ids) for i in self.items)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(i.ids) for i in self.items]
+
+
+G = TypeVar("G", EncodedGroup, VerdictGroup)
+
+
+def split_group(group: G, budget: int) -> list[G]:
+    """``group`` in pieces whose requests, padded to the piece's longest, take at most
+    ``budget`` tokens (a request longer than that is a piece of its own); the group itself
+    when it fits.
+
+    A CPU step's memory grows with a group's padded requests (about 2 MB a token for Gemma
+    3 270M with LoRA, measured): eight follow-ups of 169 tokens took 2.7 GB over the resting
+    RSS. Pieces run the tool block once each; requests go in by length, so padding is small.
+    """
+    lengths = group.lengths
+    if not lengths or len(lengths) * max(lengths) <= budget:
+        return [group]
+    pieces: list[list[int]] = [[]]
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):  # shortest first
+        if pieces[-1] and (len(pieces[-1]) + 1) * lengths[i] > budget:
+            pieces.append([])
+        pieces[-1].append(i)
+    return [replace(group, items=tuple(group.items[i] for i in piece)) for piece in pieces]
 
 
 def encode_verdict_groups(codec: VerdictCodec, groups: Sequence[Group], *,

@@ -21,13 +21,23 @@ from typing import Any
 from openhoof_router.core.prompt import PromptCodec
 from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
+from openhoof_router.learning.data.groups import (
+    EncodedGroup,
+    Group,
+    VerdictGroup,
+    encode_groups,
+    encode_verdict_groups,
+    split_group,
+)
 from openhoof_router.learning.trainers.loop import run_loop
 from openhoof_router.learning.trainers.memory import PeakMemory
-from openhoof_router.models.allocator import steady_allocator
+from openhoof_router.models.allocator import steady_allocator, trim_heap
 from openhoof_router.models.base_model import BaseModelRef
 from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import RunLayout
+
+WIDTH_STEP = 32
+"""Padded request widths are multiples of this (see :func:`_after_prefix`)."""
 
 
 def _after_prefix(lm: Any, prefix: Sequence[int], seqs: Sequence[Sequence[int]], pad_id: int) -> Any:
@@ -41,7 +51,9 @@ def _after_prefix(lm: Any, prefix: Sequence[int], seqs: Sequence[Sequence[int]],
     decoder(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
     if size > 1:
         cache.batch_repeat_interleave(size)
-    width = max(len(s) for s in seqs)
+    # Widths in steps of WIDTH_STEP: fewer distinct shapes, so fewer of the kernels oneDNN
+    # builds and caches per shape (the resting RSS crept ~11 MB a step with exact widths).
+    width = -(-max(len(s) for s in seqs) // WIDTH_STEP) * WIDTH_STEP
     suffix = torch.full((size, width), pad_id, dtype=torch.long)
     mask = torch.zeros((size, len(prefix) + width), dtype=torch.long)
     mask[:, : len(prefix)] = 1
@@ -219,13 +231,15 @@ def train_cpu(
             g["lr"] = lr
         n = sum(len(g.items) for g in groups)
         total = 0.0
-        for group in groups:  # one backward per group: only one group's graph is alive at a time
-            loss = loss_of(group) / n
+        # one backward per piece of a group: only one piece's graph is alive at a time
+        for piece in (p for group in groups for p in split_group(group, cfg.step_tokens)):
+            loss = loss_of(piece) / n
             loss.backward()
             total += float(loss.item())
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        trim_heap()  # measured: keeps the resting RSS at ~1.3 GB instead of creeping past 2 GB
         return total
 
     def validate(groups: Sequence[EncodedGroup]) -> float:
