@@ -488,9 +488,13 @@ def test_a_finished_agent_turn_is_read_ahead_for_the_next_one(engine, tmp_path):
             assert router.service.last_prefetch is not None and router.service.last_prefetch.result(60) > 0
         else:
             assert router.service.last_prefetch is None
-        agent.invoke({"messages": [*messages, ("human", "and on the staging host?")]})
+        assert [m.type for m in messages] == ["human", "ai"]
+        # The next turn as the middleware routes it (routed here directly: the agent's own
+        # reply to it would queue another read-ahead, racing this check of the backend).
+        earlier = [PastTurn(user=first, reply="The root disk is 42% full.")]
+        assert engine.route("and on the staging host?", TOOLS, context=earlier).valid
         block = len(engine.prepare(TOOLS).prefix)
-        context = engine.codec.user_turn("a", [PastTurn(user=first, reply="The root disk is 42% full.")])
+        context = engine.codec.user_turn("a", earlier)
         if prefetch:
             assert backend.reused >= block + len(context) - 6  # the earlier turn came from the read-ahead state
         else:
