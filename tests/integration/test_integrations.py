@@ -421,16 +421,13 @@ def test_openai_compatible_reasoner_helper(server_url, monkeypatch):
     assert openai_compatible_reasoner(server="vllm", base_url=None).model_name == "Qwen/Qwen3-8B"
 
 
-def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_path):
-    """The agent model is scripted here to call two tools at once (the router, the agent graph,
-    the tools and the callback are the real ones)."""
-    from langchain.agents import create_agent
+def scripted_model(*replies: AIMessage):
+    """An agent model that gives ``replies`` in turn, then the last one again (the router, the
+    agent graph and the tools around it are the real ones)."""
     from langchain_core.language_models import BaseChatModel
     from langchain_core.outputs import ChatGeneration, ChatResult
 
-    from openhoof_router.langchain import ToolRouterMiddleware
-
-    class CallsTwoTools(BaseChatModel):
+    class Scripted(BaseChatModel):
         calls: int = 0
 
         @property
@@ -441,14 +438,25 @@ def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_pat
             return self
 
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            message = replies[min(self.calls, len(replies) - 1)]
             self.calls += 1
-            tool_calls = [{"name": "disk_usage", "args": {"path": "/"}, "id": "c1"},
-                          {"name": "send_page", "args": {"message": "disk"}, "id": "c2"}]
-            message = AIMessage(content="", tool_calls=tool_calls) if self.calls == 1 else AIMessage(content="done")
             return ChatResult(generations=[ChatGeneration(message=message)])
 
+    return Scripted()
+
+
+def test_agent_tool_outcomes_are_tied_to_the_middleware_decision(engine, tmp_path):
+    """The agent model is scripted here to call two tools at once (the router, the agent graph,
+    the tools and the callback are the real ones)."""
+    from langchain.agents import create_agent
+
+    from openhoof_router.langchain import ToolRouterMiddleware
+
+    tool_calls = [{"name": "disk_usage", "args": {"path": "/"}, "id": "c1"},
+                  {"name": "send_page", "args": {"message": "disk"}, "id": "c2"}]
+    calls_two_tools = scripted_model(AIMessage(content="", tool_calls=tool_calls), AIMessage(content="done"))
     router = ToolRouter(engine=engine, data_dir=tmp_path, threshold=1.01)  # fallback: all tools stay
-    agent = create_agent(model=CallsTwoTools(), tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
+    agent = create_agent(model=calls_two_tools, tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
     handler = router.outcome_callback()
     agent.invoke({"messages": [("human", MESSAGE)]}, config={"callbacks": [handler]})
     [decision] = DecisionLog(data_dir=tmp_path).read().records  # two model calls, one decision
@@ -462,26 +470,13 @@ def test_a_finished_agent_turn_is_read_ahead_for_the_next_one(engine, tmp_path):
     """When the agent's reply ends a turn, the middleware has the router read the conversation
     so far, so the next human turn's call reads only its message (the agent model is scripted)."""
     from langchain.agents import create_agent
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.outputs import ChatGeneration, ChatResult
 
     from openhoof_router.langchain import ToolRouterMiddleware
-
-    class Replies(BaseChatModel):
-        @property
-        def _llm_type(self) -> str:
-            return "scripted"
-
-        def bind_tools(self, tools, **kwargs):
-            return self
-
-        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="The root disk is 42% full."))])
 
     backend = engine.backend
     for prefetch in (True, False):
         router = ToolRouter(engine=engine, data_dir=tmp_path / str(prefetch), prefetch_turns=prefetch)
-        agent = create_agent(model=Replies(), tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
+        agent = create_agent(model=scripted_model(AIMessage(content="The root disk is 42% full.")), tools=TOOLS, middleware=[ToolRouterMiddleware(router=router)])
         first = f"{'alpha' if prefetch else 'omega'} host: how full is its root disk?"  # shares no text
         messages = agent.invoke({"messages": [("human", first)]})["messages"]
         if prefetch:
