@@ -1,8 +1,11 @@
 """Routing quality, side by side: the untrained base, the shipped general adapter, general +
 ``hoof-train run`` (one or more seeds: mean ± spread), and a plain embedding model.
 
-    python benchmarks/quality.py --runs RUN [RUN ...] [--bfcl ../shared/bench/bfcl] [--per-category 150]
-                                 [--seed 0] [--threads 2] [--json results.json]
+    python benchmarks/quality.py --runs RUN [RUN ...] [--model LABEL=RUN ...] [--bfcl ../shared/bench/bfcl]
+                                 [--per-category 150] [--seed 0] [--threads 2] [--json results.json]
+
+``--model LABEL=RUN`` adds a row for any run folder (a v3 general run, user runs started
+from it, ...); several with the same label are seeds of one row (mean ± spread).
 
 Columns: exact tool-set accuracy per BFCL category (the dev files in ``../shared/bench/bfcl``,
 tools no model here was trained on; evaluation only: every record of a category up to
@@ -206,6 +209,8 @@ def fmt(value: Any, percent: bool = True) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="*", type=Path, default=[], help="hoof-train run folders (one per seed)")
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=RUN",
+                    help="a row for a run folder; repeat a label for its seeds")
     ap.add_argument("--bfcl", type=Path, default=DEFAULT_BFCL)
     ap.add_argument("--per-category", type=int, default=150,
                     help="BFCL categories larger than this are sampled (seeded, across classes and tools)")
@@ -225,6 +230,15 @@ def main() -> None:
     if "runs" not in args.skip and args.runs:
         per_seed = [evaluate_model(ServedRun.open(r), sets, args.threads, r.name) for r in args.runs]
         rows[f"general + hoof-train run ({len(per_seed)} seed{'s' * (len(per_seed) > 1)})"] = spread(per_seed)
+    labelled: dict[str, list[Path]] = {}
+    for spec in args.model:
+        label, sep, folder = spec.partition("=")
+        if not sep or not folder:
+            sys.exit(f"--model {spec!r}: give LABEL=RUN_FOLDER")
+        labelled.setdefault(label, []).append(Path(folder))
+    for label, folders in labelled.items():
+        per_seed = [evaluate_model(ServedRun.open(f), sets, args.threads, f"{label}/{f.name}") for f in folders]
+        rows[label if len(per_seed) == 1 else f"{label} ({len(per_seed)} seeds)"] = spread(per_seed)
     if "embedding" not in args.skip:
         rows[f"embedding (MiniLM-L6, top-1, ≥ {EMBEDDING_THRESHOLD})"] = evaluate_embedding(sets)
         rows[f"embedding (MiniLM-L6, every tool ≥ {EMBEDDING_THRESHOLD})"] = evaluate_embedding(sets, every=True)

@@ -140,7 +140,7 @@ def _print_thresholds(result: dict) -> None:
                       f"{row['overall_accuracy']:.1%}")
     out.print(table)
     fitted = ", ".join(f"{k} {v:.2f}" for k, v in result["tool_thresholds"].items()) or "none"
-    out.print(f"continue threshold {result['continue_threshold']:.2f}; default threshold "
+    out.print(f"{result['decoding_fit']}; default threshold "
               + (f"{result['threshold']:.2f}" if result["default_fitted"] else "not fitted (the router's own)")
               + f"; per tool: {fitted}", markup=False)
     if result["not_fitted"]:

@@ -37,10 +37,17 @@ from openhoof_router.core.prompt import (
 )
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
-from openhoof_router.core.verdict_prompt import VERDICT_FORMAT, VerdictCodec
-from openhoof_router.core.verdicts import VerdictRule, confidence, read_verdicts
+from openhoof_router.core.verdict_prompt import PROMPT_FORMATS, VERDICT_FORMAT, VerdictCodec
+from openhoof_router.core.verdicts import (
+    DEFAULT_EXTRA_THRESHOLD,
+    DEFAULT_TOP_THRESHOLD,
+    VerdictRule,
+    confidence,
+    read_verdicts,
+)
 from openhoof_router.models.backend import common_prefix
 from openhoof_router.models.loading import Backend, load_backend, resolve_run, run_decoding
+from openhoof_router.store.runs import Decoding, ServedRun
 
 ANSWER_RESERVE = 64
 """Tokens kept free for the answer (several names and separators)."""
@@ -81,9 +88,12 @@ class RouterEngine:
     Args:
         backend: the loaded model.
         max_tools: most tools one answer may name.
-        continue_threshold: how sure the model must be to name another tool (0.5: greedy;
-            runs store a calibrated value in their manifest).
+        continue_threshold: v2: how sure the model must be to name another tool (0.5:
+            greedy; runs store a calibrated value in their manifest).
         context_turns: how many earlier turns of the conversation to read.
+        prompt_format: what the model was trained to answer (``PROMPT_FORMATS``): the tools
+            one after the other (v2, the default) or a verdict per tool (v3).
+        rule: v3: how verdicts become an answer (runs store a fitted one).
     """
 
     def __init__(self, backend: Backend, *, max_tools: int = 3,
@@ -102,9 +112,33 @@ class RouterEngine:
         self._lock = threading.RLock()
         self._prepared: dict[tuple[str, ...], Prepared] = {}
         self.backend = backend
-        self.prompt_format = prompt_format or PROMPT_FORMAT
+        self.prompt_format = PROMPT_FORMAT
         self.rule = rule or VerdictRule()
         self.codec = self._codec(backend)
+        if prompt_format:
+            self.speak(prompt_format)
+
+    def speak(self, prompt_format: str, decoding: Decoding | None = None) -> None:
+        """Route in ``prompt_format`` from the next call on, with a run's fitted ``decoding``
+        (its continue threshold for v2, its verdict rule for v3; None: keep the current ones)."""
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})")
+        with self._lock:
+            if prompt_format != self.prompt_format:
+                self.prompt_format = prompt_format
+                self.codec = self._codec(self.backend)
+                self._prepared.clear()
+            if decoding is not None:
+                self.continue_threshold = decoding.continue_threshold
+                self.rule = VerdictRule(
+                    DEFAULT_TOP_THRESHOLD if decoding.top_threshold is None else decoding.top_threshold,
+                    DEFAULT_EXTRA_THRESHOLD if decoding.extra_threshold is None else decoding.extra_threshold,
+                    self.rule.max_tools)
+
+    def serve_run(self, target: Any) -> None:
+        """Serve ``target``'s prompt format and decoding (a :class:`ServedRun`; else v2 defaults)."""
+        run = target if isinstance(target, ServedRun) else None
+        self.speak(run.manifest.prompt_format if run else PROMPT_FORMAT, run_decoding(target))
 
     def _codec(self, backend: Backend) -> PromptCodec:
         return VerdictCodec(backend) if self.prompt_format == VERDICT_FORMAT else PromptCodec(backend)
@@ -117,14 +151,16 @@ class RouterEngine:
     @classmethod
     def load(cls, *, backend: str | None = "auto", base_model: Any = None, model: Any = None,
              n_threads: int | None = None, max_tools: int = 3, **kwargs: Any) -> RouterEngine:
-        """Load exactly ``model`` (a run, a GGUF, None: the base) with the run's continue threshold.
+        """Load exactly ``model`` (a run, a GGUF, None: the base) with the run's prompt format and decoding.
 
         No choice between runs and no probe: for what a router serves, use
         :func:`openhoof_router.serving.selection.serve`. ``kwargs`` go to ``load_backend``.
         """
         target = resolve_run(model)
-        return cls(load_backend(backend, base_model=base_model, model=target, n_threads=n_threads, **kwargs),
-                   max_tools=max_tools, continue_threshold=run_decoding(target).continue_threshold)
+        engine = cls(load_backend(backend, base_model=base_model, model=target, n_threads=n_threads, **kwargs),
+                     max_tools=max_tools)
+        engine.serve_run(target)
+        return engine
 
     def prepare(self, tools: Iterable[Any]) -> Prepared:
         """Normalise and encode a tool list (cached per list and model)."""
@@ -168,10 +204,9 @@ class RouterEngine:
             if not text:
                 return RoutingDecision(confidence=1.0, no_tool_score=1.0, raw=NO_TOOL, latency_ms=elapsed(),
                                        notes=["empty message: no tool needed"], **ident)
-            room = backend.n_ctx - len(prepared.prefix) - self._answer_reserve(prepared.specs)
+            room = self._user_room(prepared)
             cut: list[str] = []
             if self.max_user_tokens:
-                room = min(room, self.max_user_tokens)
                 text, cut = bound_text(text, CHARS_PER_TOKEN * room)
             try:
                 user = self.codec.fit_user_turn(text, context, room)
@@ -208,9 +243,7 @@ class RouterEngine:
             return 0  # the tool block alone is cached already
         with self._lock, self.backend.lock:
             prepared = self.prepare(tools)
-            room = self.backend.n_ctx - len(prepared.prefix) - self._answer_reserve(prepared.specs)
-            if self.max_user_tokens:
-                room = min(room, self.max_user_tokens)
+            room = self._user_room(prepared)
             # What any next message shares: the user turn up to where two different messages part.
             try:
                 a = self.codec.fit_user_turn("a", context, room).ids
@@ -219,6 +252,12 @@ class RouterEngine:
                 return 0
             shared = a[: common_prefix(a, b)]
             return self.backend.prefill(prepared.prefix, shared)
+
+    def _user_room(self, prepared: Prepared) -> int:
+        """Tokens the user turn may take: the window less the tool block and the answer, within
+        ``max_user_tokens``."""
+        room = self.backend.n_ctx - len(prepared.prefix) - self._answer_reserve(prepared.specs)
+        return min(room, self.max_user_tokens) if self.max_user_tokens else room
 
     def _answer_reserve(self, specs: Sequence[ToolSpec]) -> int:
         if self.verdicts:

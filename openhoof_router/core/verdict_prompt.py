@@ -1,6 +1,6 @@
 """Prompt format v3, built beside the sequential answer (v2) and measured against it:
 earlier turns as real user/model turns (append-only), and after the user turn one verdict
-mark per tool, named (``get_weather?``, one line each), plus one for "no tool"
+mark per tool, named (``get_weather?``, one after the other), plus one for "no tool"
 (``none?``), whose "yes"/"no" logits give each tool's P(needed). Named marks: a 270M model
 ties a verdict to its tool far better by the tool's name than by a number (numbered marks
 lost to v2 on the BFCL dev files; named ones won in the first short try, see DESIGN.md).
@@ -16,6 +16,7 @@ from openhoof_router.core.prompt import (
     CONTEXT_RESULT_CHARS,
     CONTEXT_USER_CHARS,
     END,
+    PROMPT_FORMAT,
     START,
     PromptCodec,
     Tokenizer,
@@ -26,6 +27,8 @@ from openhoof_router.core.text import _one_line, clean_text
 from openhoof_router.core.tools import ToolSpec
 
 VERDICT_FORMAT = "openhoof-v3"
+PROMPT_FORMATS = (PROMPT_FORMAT, VERDICT_FORMAT)
+"""The prompt formats this router speaks: the sequential answer (v2) and per-tool verdicts (v3)."""
 VERDICT_INSTRUCTION = (
     "You route requests to tools. After the request, say for each tool whether the request "
     "needs it; \"none\" stands for \"no tool is needed\"."
@@ -56,7 +59,7 @@ def render_past_turn(turn: PastTurn) -> str:
 
 def render_verdict_prompt(tools: Sequence[ToolSpec], message: str, context: Sequence[PastTurn] = ()) -> str:
     """The whole v3 prompt as text, verdict segment included (for reading, not for encoding)."""
-    marks = "\n".join(f"{n}{VERDICT_MARK}" for n in mark_names(tools))
+    marks = "".join(f"{n}{VERDICT_MARK}" for n in mark_names(tools))
     return (f"{START}{_developer_text(tools, 0, VERDICT_INSTRUCTION)}{END}\n"
             + "".join(render_past_turn(t) for t in context)
             + f"{START}user\n{clean_text(message).strip()}{END}\n{START}model\n{marks}")
@@ -64,7 +67,8 @@ def render_verdict_prompt(tools: Sequence[ToolSpec], message: str, context: Sequ
 
 @dataclass(frozen=True)
 class VerdictSegment:
-    """The model turn's verdict marks for a tool list: ``name?`` a line, then ``none?``.
+    """The model turn's verdict marks for a tool list: ``name?`` for each, then ``none?``
+    (no separator: the mark ends each name, and every token here costs routing time).
 
     ``positions[i]`` is the index in ``ids`` of the mark whose next-token logits hold
     the verdict on tool ``i``; the last one is "no tool".
@@ -123,13 +127,13 @@ class VerdictCodec(PromptCodec):
         if seg is None:
             ids: list[int] = []
             positions = []
-            for k, name in enumerate(names):
+            for name in names:
                 name_ids = self._names.get(name)
                 if name_ids is None:
                     if len(self._names) > 4096:
                         self._names.clear()
                     name_ids = self._names[name] = tuple(self.tokenizer.encode(name))
-                ids.extend([*self._newline, *name_ids, *self._mark] if k else [*name_ids, *self._mark])
+                ids.extend([*name_ids, *self._mark])
                 positions.append(len(ids) - 1)
             seg = VerdictSegment(tuple(ids), tuple(positions))
             if len(self._segments) > 256:

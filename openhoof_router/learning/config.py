@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from openhoof_router.core.prompt import PROMPT_FORMAT
+from openhoof_router.core.verdict_prompt import PROMPT_FORMATS, VERDICT_FORMAT
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -49,6 +52,21 @@ class TrainConfig(BaseModel):
     step_tokens: int = Field(
         640, ge=64, description="CPU trainer: most padded request tokens one forward pass holds (a group's requests "
                                 "beyond it run in pieces; peak memory grows ~2 MB a token).")
+    prompt_format: str = Field(
+        PROMPT_FORMAT, description=f"What the adapter learns to answer: {PROMPT_FORMAT} (the tools one after the "
+                                   f"other) or {VERDICT_FORMAT} (a verdict per offered tool).")
+
+    @field_validator("prompt_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {value!r}")
+        return value
+
+    @property
+    def verdicts(self) -> bool:
+        """Whether this run trains per-tool verdicts (v3) rather than the sequential answer (v2)."""
+        return self.prompt_format == VERDICT_FORMAT
 
 
 class TrainResult(BaseModel):

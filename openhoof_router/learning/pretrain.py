@@ -38,7 +38,7 @@ from openhoof_router.learning.data.shipped_samples import (
     write_jsonl,
 )
 from openhoof_router.learning.procedure import RunClock, RunPlan, carry_out
-from openhoof_router.learning.run import general_items, held_out_items, start_adapter
+from openhoof_router.learning.run import general_items, held_out_items, in_start_format, start_adapter
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.models.lora import ADAPTER_CONFIG, PEFT_WEIGHTS
 from openhoof_router.store.paths import Paths, resolve_paths
@@ -94,7 +94,7 @@ def pretrain(
     when the data or settings differ from those it was started with.
     """
     paths = resolve_paths(paths)
-    cfg = cfg or GENERAL_DEFAULTS
+    cfg = in_start_format(cfg or GENERAL_DEFAULTS)
     base = resolve_base_model(base_model, paths)
     layout = RunLayout(root=Path(resume) if resume else ModelRegistry(paths).new_run_dir("general"))
     if resume and not sorted(layout.checkpoints.glob("step-*")):

@@ -12,9 +12,10 @@ first evaluation set, ``loss.png``) and a manifest with the same fields:
 - ``hyperparameters``: the :class:`TrainConfig` and the plan's extras (pretraining: corpus sizes, data seed);
 - ``data``: the plan's description of its data, plus ``n_trained`` (examples the trainer saw);
 - ``metrics``: a summary row per evaluation set (user runs: ``held_out``, ``general``;
-  pretraining: ``general_gate``, ``openhoof_held_out``), ``continue_fit`` when a threshold
-  was fitted, and the judge's rows (user runs: ``incumbent``, ``incumbent_general``,
-  ``single_turn_accuracy``, ``followup_accuracy``);
+  pretraining: ``general_gate``, ``openhoof_held_out``), ``decoding_fit`` when the answer's
+  settings were fitted (v2: the continue threshold; v3: the verdict rule), and the judge's
+  rows (user runs: ``incumbent``, ``incumbent_general``, ``single_turn_accuracy``,
+  ``followup_accuracy``);
 - ``gate``: the judge's decision, with ``forced`` when ``force_promote`` overrode a refusal
   (empty without a judge); ``promoted``;
 - ``train``: steps, examples, peak memory, the last history row;
@@ -36,7 +37,7 @@ from rich.console import Console
 
 from openhoof_router.learning.config import TrainConfig, TrainResult
 from openhoof_router.learning.data.groups import Group
-from openhoof_router.learning.evaluation.calibrate import fit_continue_threshold
+from openhoof_router.learning.evaluation.calibrate import DecodingFit, fit_decoding
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
 from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
@@ -129,17 +130,19 @@ def train_with(backend: str, train: Sequence[Group], val: Sequence[Group], cfg: 
     if backend == "mlx":
         from openhoof_router.learning.trainers.mlx import train_mlx
 
-        return train_mlx(train, val, cfg, run_dir, base, paths=paths, progress=progress, start_from=start_from)
+        return train_mlx(train, val, cfg, run_dir, base, paths=paths, progress=progress, start_from=start_from,
+                         verdicts=cfg.verdicts)
     model, tokenizer = model_override or (None, None)
     if backend == "cuda":
         from openhoof_router.learning.trainers.cuda import train_cuda
 
         return train_cuda(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                          tokenizer=tokenizer, start_from=start_from)
+                          tokenizer=tokenizer, start_from=start_from, verdicts=cfg.verdicts)
     from openhoof_router.learning.trainers.cpu import train_cpu
 
     return train_cpu(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume)
+                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume,
+                     verdicts=cfg.verdicts)
 
 
 def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = True,
@@ -162,15 +165,17 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         gguf = merge_lora_gguf(base.gguf, result.adapter_dir, layout.gguf, name=f"openhoof-router {layout.root.name}")
 
     engine = engine_for(gguf, base_model=base, n_threads=cfg.threads, paths=paths)
+    engine.speak(cfg.prompt_format, Decoding())
     try:
         safe: SafeSide | None = None
-        with clock.stage("calibrating the continue threshold and the safe side", "calibrate_s"):
-            fit = fit_continue_threshold(engine, plan.calibration, progress=progress) if plan.calibration else None
-            if fit is not None:
-                engine.continue_threshold = fit.threshold
+        fit: DecodingFit | None = None
+        what = "verdict rule" if engine.verdicts else "continue threshold"
+        with clock.stage(f"calibrating the {what} and the safe side", "calibrate_s"):
+            if plan.calibration:
+                fit = fit_decoding(engine, plan.calibration, progress=progress)
+                engine.speak(cfg.prompt_format, Decoding(**fit.decoding))
                 safe = safe_side_of(fit, plan.calibration)
-                console.print(f"  continue threshold {fit.threshold} ({fit.accuracy:.1%} on {len(plan.calibration)} "
-                              f"messages; greedy: {fit.greedy_accuracy:.1%}); {safe.headline()}")
+                console.print(f"  {fit.headline()}; {safe.headline()}")
         with clock.stage(f"evaluating on {', '.join(plan.evaluations)}", "eval_s"):
             reports = {name: evaluate(engine, items, progress=progress) for name, items in plan.evaluations.items()}
     finally:
@@ -185,20 +190,20 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
 
     metrics: dict[str, Any] = {name: summary_row(report) for name, report in reports.items()}
     if fit is not None:
-        metrics["continue_fit"] = {"threshold": fit.threshold, "accuracy": fit.accuracy,
-                                   "greedy_accuracy": fit.greedy_accuracy}
+        metrics["decoding_fit"] = {**fit.decoding, "accuracy": fit.accuracy, "headline": fit.headline()}
     if safe is not None:
         metrics["safe_side"] = safe.as_dict()
     manifest = RunManifest(
         run_id=layout.root.name,
         kind=plan.kind,
+        prompt_format=cfg.prompt_format,
         base_model=BaseModelInfo(name=base.name, sha256=base.sha256, path=str(base.gguf or base.hf_dir)),
         start_from=plan.start_name,
         backend=result.backend,
         hyperparameters={**cfg.model_dump(mode="json"), **plan.hyperparameters},
         data={**plan.data, "n_trained": result.examples},
         files=layout.files(result.adapter_dir, gguf),
-        decoding=Decoding(continue_threshold=fit.threshold, **safe.decoding()) if fit and safe else Decoding(),
+        decoding=Decoding(**fit.decoding, **safe.decoding()) if fit and safe else Decoding(),
         metrics={**metrics, **(judgement.metrics if judgement else {})},
         gate={**gate.model_dump(), "forced": force_promote and not gate.promote} if gate else {},
         train={"steps": result.steps, "examples": result.examples, "peak_rss_mb": result.peak_rss_mb,
@@ -211,7 +216,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
     write_files(layout, manifest, result, reports, plan.loss_title)
     headline = next(iter(reports.values()), None)
     console.print("  " + ", ".join(f"{name} {r.accuracy:.1%}" for name, r in reports.items())
-                  + f"; continue threshold {manifest.decoding.continue_threshold}; "
+                  + (f"; {fit.headline()}" if fit else "") + "; "
                     f"{clock.durations['total_s'] / 60:.1f} min")
     if gate is None:
         console.print(f"[bold]written[/] {layout.root.name} (a {plan.kind} run: not gated, never promoted)")

@@ -90,6 +90,21 @@ def start_adapter(start_from: str | None, base: BaseModelRef) -> tuple[Path | No
     return run.adapter, run.run_id
 
 
+def in_start_format(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` in the prompt format of the run it continues from, unless one was asked for: a
+    run continues in what its start adapter answers (a bare PEFT folder says nothing)."""
+    if "prompt_format" in cfg.model_fields_set or not cfg.start_from or cfg.start_from == "none":
+        return cfg
+    if cfg.start_from == "general":
+        run = general_run()
+    else:
+        folder = Path(cfg.start_from).expanduser()
+        run = ServedRun.open(folder) if (folder / MANIFEST).is_file() else None
+    if run is None or run.manifest.prompt_format == cfg.prompt_format:
+        return cfg
+    return cfg.model_copy(update={"prompt_format": run.manifest.prompt_format})
+
+
 def epoch_groups(train: Sequence[Any], cfg: TrainConfig) -> list[Group]:
     """The groups of every epoch (fresh tool orders each), replay mixed in, ``epochs`` may be fractional."""
     out: list[Group] = []
@@ -175,7 +190,7 @@ def run(
     instead of the assembled ones; ``general_limit``: use only the first N general-sample
     messages (0: none) for calibration and the gate."""
     paths = resolve_paths(paths)
-    cfg = cfg or TrainConfig()
+    cfg = in_start_format(cfg or TrainConfig())
     base = resolve_base_model(base_model, paths)
     registry = ModelRegistry(paths)
     with RunClock(console, on_stage) as clock:

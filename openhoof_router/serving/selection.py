@@ -84,8 +84,9 @@ class Selection(BaseModel):
         return run_decoding(self.run)
 
     def apply(self, engine: RouterEngine) -> None:
-        """Serve this selection's decoding settings on ``engine`` (the one place they are applied)."""
-        engine.continue_threshold = self.decoding.continue_threshold
+        """Serve this selection's prompt format and decoding settings on ``engine`` (the one
+        place they are applied)."""
+        engine.serve_run(self.run)
 
     def describe(self) -> str:
         """``the promoted run ID``, ``the general adapter (ID)``, ``the untrained base``, ..."""
@@ -99,10 +100,12 @@ class Selection(BaseModel):
         return {"source": self.source, "run": self.run_id, "refused": list(self.refused)}
 
 
-def probe_backend(backend: Backend) -> None:
+def probe_backend(backend: Backend, target: Any = None) -> None:
     """Raise ``BackendError`` unless ``backend`` routes a probe message sanely (finite scores,
-    a valid decision)."""
-    decision = RouterEngine(backend).route(PROBE_MESSAGE, builtin_tools())
+    a valid decision), in the prompt format of ``target`` (a run; else v2)."""
+    engine = RouterEngine(backend)
+    engine.serve_run(target)
+    decision = engine.route(PROBE_MESSAGE, builtin_tools())
     if not decision.valid:
         raise BackendError(f"probe route failed: {decision.error}")
 
@@ -111,7 +114,7 @@ def load_checked(load: Loader, target: Any) -> Backend:
     """Load ``target`` and probe it; a backend that fails the probe is closed, never returned."""
     backend = load(target)
     try:
-        probe_backend(backend)
+        probe_backend(backend, target)
     except Exception:
         backend.close()
         raise

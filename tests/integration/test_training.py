@@ -333,3 +333,50 @@ def test_cli_conventions(home, tmp_path):
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     missing = _cli(home, "eval", "--data", str(bad))
     assert missing.returncode in (1, 5) and "Traceback" not in missing.stderr
+
+
+def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(tiny_gguf, tmp_path):
+    """Format v3 end to end on the tiny model: pretraining on per-tool verdicts fits the
+    verdict rule (no continue threshold) and the safe side on the same pass; a router serves
+    the run in v3 with that rule (a score for every offered tool); a user run started from it
+    continues in v3 without being told."""
+    from support import SHARED
+
+    from openhoof_router.core.verdict_prompt import VERDICT_FORMAT
+    from openhoof_router.learning.pretrain import GENERAL_DEFAULTS, pretrain
+    from openhoof_router.learning.run import run
+    from openhoof_router.serving.service import RouterService
+
+    corpus = SHARED / "corpora" / "seal_tools"
+    if not corpus.is_dir():
+        pytest.skip("the Seal-Tools corpus is not in shared/corpora")
+    paths = Paths.resolve(home=tmp_path / "home")
+    cfg = GENERAL_DEFAULTS.model_copy(update={"max_steps": 2, "batch_size": 4, "group_size": 4, "threads": 2,
+                                              "prompt_format": VERDICT_FORMAT})
+    general = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
+                       progress=False)
+    fit = general.metrics["decoding_fit"]
+    assert general.prompt_format == VERDICT_FORMAT and "continue_threshold" not in fit
+    assert (general.decoding.top_threshold, general.decoding.extra_threshold) == (fit["top_threshold"],
+                                                                                 fit["extra_threshold"])
+    assert general.decoding.keep_threshold == general.metrics["safe_side"]["keep_threshold"]
+    run_dir = paths.runs_dir / general.run_id
+    service = RouterService(model=run_dir, base_model=tiny_gguf, paths=paths, log_decisions=False, n_threads=2)
+    try:
+        engine = service.engine
+        assert engine.verdicts and (engine.rule.top_threshold, engine.rule.extra_threshold) == (
+            fit["top_threshold"], fit["extra_threshold"])
+        decision = service.route("check disk space", ["exec", "notify", "memory_read"])
+        assert decision.valid and list(decision.scores) == ["exec", "notify", "memory_read"]
+        assert decision.continue_probs == []  # no sequential answer was decoded
+    finally:
+        service.close()
+
+    eval_file = tmp_path / "held_out.jsonl"
+    eval_file.write_text("".join(r.model_dump_json() + "\n" for r in curated_eval()[:8]))
+    user_cfg = TrainConfig(max_steps=2, batch_size=4, group_size=4, threads=2, val_fraction=0.25,
+                           start_from=str(run_dir), replay=0)
+    user = run(paths, user_cfg, base_model=tiny_gguf, eval_file=eval_file, progress=False,
+               data=Assembled(train=curated_train()[:16]), general_limit=0, force_promote=True)
+    assert user.prompt_format == VERDICT_FORMAT and user.start_from == general.run_id
+    assert user.hyperparameters["prompt_format"] == VERDICT_FORMAT and user.decoding.top_threshold is not None

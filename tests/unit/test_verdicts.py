@@ -1,22 +1,17 @@
 """Per-tool verdicts (format v3, built beside the sequential decoder) without a model: the
 v3 codec's ids and positions (on the character stub tokenizer of test_prompt_codec), the
-decision rule, and the fitting of its thresholds."""
+decision rule, and the fitting of its thresholds (the safe side's: see test_safe_side)."""
 
 from __future__ import annotations
 
 import pytest
 
-from openhoof_router.core.records import PastToolCall, PastTurn
+from openhoof_router.core.records import PastToolCall, PastTurn, RoutingDecision
 from openhoof_router.core.tools import ToolSpec
 from openhoof_router.core.verdict_prompt import VerdictCodec, render_verdict_prompt
 from openhoof_router.core.verdicts import VerdictRule, Verdicts, confidence
-from openhoof_router.learning.evaluation.verdict_fit import (
-    Scored,
-    answer,
-    fit_keep_threshold,
-    fit_no_tool_threshold,
-    fit_rule,
-)
+from openhoof_router.learning.evaluation.calibrate import fit_verdict_rule, rule_answer
+from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
 
 from .test_prompt_codec import BOS, TOK
 
@@ -39,8 +34,9 @@ def test_one_named_mark_per_tool_then_no_tool(codec):
     seg = codec.segment(TOOLS)
     marks = [TOK.decode([seg.ids[p]]) for p in seg.positions]
     assert marks == ["?"] * (len(TOOLS) + 1)
-    names = TOK.decode(seg.ids).split("\n")
-    assert names == [f"{t.name}?" for t in TOOLS] + ["none?"]
+    assert TOK.decode(seg.ids) == "".join(f"{t.name}?" for t in TOOLS) + "none?"
+    ends = [-1, *seg.positions]  # each name's tokens lie between two marks
+    assert [TOK.decode(seg.ids[a + 1: b]) for a, b in zip(ends, ends[1:])] == [t.name for t in TOOLS] + ["none"]
 
 
 def test_a_mark_is_the_same_token_whatever_the_name_ends_with(codec):
@@ -82,30 +78,32 @@ def test_no_tool_score_needs_both_verdicts_to_agree():
     assert confidence(v, [0, 2]) == pytest.approx(0.6)
 
 
-def _scored(scores, expected, no_tool=None):
-    names = [f"t{i}" for i in range(len(scores))]
-    return Scored(list(scores), names, 1 - max(scores) if no_tool is None else no_tool,
-                  frozenset(names[i] for i in expected))
+def _decision(scores, no_tool=None):
+    return RoutingDecision(tool_calls=[], scores={f"t{i}": p for i, p in enumerate(scores)},
+                           no_tool_score=1 - max(scores) if no_tool is None else no_tool)
+
+
+def _item(n, expected):
+    return EvalItem("x", [ToolSpec(name=f"t{i}") for i in range(n)], frozenset(f"t{i}" for i in expected))
+
+
+class _Engine:
+    """What the rule fit reads of an engine (the decisions are given)."""
+
+    max_tools = 3
 
 
 def test_fitted_rule_separates_what_the_scores_separate():
-    data = ([_scored([0.7, 0.1, 0.05], [0])] * 10 + [_scored([0.35, 0.2, 0.1], [])] * 10
-            + [_scored([0.9, 0.6, 0.1], [0, 1])] * 10 + [_scored([0.9, 0.3, 0.1], [0])] * 10)
-    rule, acc = fit_rule(data)
-    assert acc == 1.0
-    assert all(answer(s, rule) == s.expected for s in data)
+    cases = ([([0.45, 0.1, 0.05], [0])] * 10 + [([0.35, 0.2, 0.1], [])] * 10
+             + [([0.9, 0.6, 0.1], [0, 1])] * 10 + [([0.9, 0.3, 0.1], [0])] * 10)
+    fit = fit_verdict_rule(_Engine(), [_item(3, e) for _, e in cases], decisions=[_decision(s) for s, _ in cases])
+    assert fit.accuracy == 1.0 and fit.default_accuracy < 1.0
+    assert fit.answers == [frozenset(f"t{i}" for i in e) for _, e in cases]
+    assert fit.decoding == {"top_threshold": fit.rule.top_threshold, "extra_threshold": fit.rule.extra_threshold}
 
 
-def test_no_tool_threshold_keeps_only_sure_no_tool_answers():
-    rule = VerdictRule(0.5, 0.5)
-    sure = [_scored([0.1], [], no_tool=0.9)] * 30
-    unsure_wrong = [_scored([0.4], [0], no_tool=0.55)] * 10
-    t = fit_no_tool_threshold(sure + unsure_wrong, rule, precision=0.97)
-    assert 0.55 < t <= 0.9
-
-
-def test_keep_threshold_holds_needed_tools_in_the_given_share_of_turns():
-    data = [_scored([0.9, 0.02], [0])] * 90 + [_scored([0.9, 0.04], [0, 1])] * 10
-    t = fit_keep_threshold(data, recall=0.97)
-    kept = sum(all(p >= t for n, p in zip(s.names, s.scores) if n in s.expected) for s in data)
-    assert kept / len(data) >= 0.97
+def test_ties_go_to_the_lower_thresholds_and_invalid_decisions_stay_invalid():
+    fit = fit_verdict_rule(_Engine(), [_item(2, [0])] * 3, decisions=[_decision([0.9, 0.1])] * 3)
+    assert (fit.rule.top_threshold, fit.rule.extra_threshold) == (0.05, 0.15)
+    broken = RoutingDecision(valid=False, error="backend error")
+    assert rule_answer(broken, fit.rule) == frozenset({INVALID})

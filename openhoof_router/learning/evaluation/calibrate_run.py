@@ -17,9 +17,7 @@ from openhoof_router.learning.data.groups import record_tools
 from openhoof_router.learning.evaluation.calibrate import (
     MIN_SUPPORT,
     Scored,
-    at_threshold,
-    continue_decisions,
-    fit_continue_threshold,
+    fit_decoding,
     fit_tool_thresholds,
     out_of_reach,
     support,
@@ -58,12 +56,10 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
     items += feedback_items(paths)
     engine = engine_for(run, resolve_base_model(base_model, paths), threads, paths)
     try:
-        decisions = continue_decisions(engine, items, progress=progress)
-        fit = fit_continue_threshold(engine, items, decisions=decisions)
+        fit = fit_decoding(engine, items, progress=progress)
     finally:
         engine.close()
-    scored = [Scored.of(d, item.expected, got) for d, item, got in
-              zip(decisions, items, at_threshold(decisions, fit.threshold), strict=True)]
+    scored = [Scored.of(d, item.expected, got) for d, item, got in zip(fit.decisions, items, fit.answers, strict=True)]
     default, per_tool = fit_tool_thresholds(scored, target=target)
     safe = fit_safe_side(scored)
     if safe.no_tool_threshold is not None:  # "no tool" is held to the safe side's precision, not the target
@@ -87,13 +83,14 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
             manifest.decoding.tool_thresholds = {**manifest.decoding.tool_thresholds,
                                                  **safe.decoding()["tool_thresholds"]}
         else:
-            manifest.decoding.continue_threshold = fit.threshold
+            for key, value in fit.decoding.items():
+                setattr(manifest.decoding, key, value)
             manifest.decoding.threshold = default
             manifest.decoding.tool_thresholds = per_tool
             manifest.metrics["calibration"] = fit_notes
         manifest.metrics["safe_side"] = safe.as_dict()
         manifest.save(run.path)
-    return {"run_id": run.run_id, "n": len(items), "continue_threshold": fit.threshold,
-            "continue_accuracy": fit.accuracy, "greedy_accuracy": fit.greedy_accuracy,
+    return {"run_id": run.run_id, "n": len(items), **fit.decoding, "decoding_accuracy": fit.accuracy,
+            "decoding_fit": fit.headline(),
             "threshold": default, "tool_thresholds": per_tool, "tradeoff": table, "written": write,
             "safe_side": safe.as_dict(), "safe_side_only": safe_side_only, **fit_notes}
