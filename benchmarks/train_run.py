@@ -60,7 +60,8 @@ def one_run(seed: int, root: Path, extra: list[str]) -> dict:
         "no_tool_false_positive_rate": held["no_tool_false_positive_rate"],
         "general_accuracy": m["metrics"].get("general", {}).get("accuracy"),
         "incumbent_accuracy": m["metrics"]["incumbent"]["accuracy"],
-        "continue_threshold": m["decoding"]["continue_threshold"],
+        "prompt_format": m.get("prompt_format"),
+        "decoding_fit": m["metrics"].get("decoding_fit"),
         "latency_p50_ms": round(held["latency_p50_ms"], 1),
         "run": str(runs[-1].parent),
     }

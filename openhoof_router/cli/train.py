@@ -38,8 +38,7 @@ def _do_run(paths: Paths, options: dict[str, Any]) -> int:
                           **{k: round(v, 4) for k, v in manifest.metrics.items() if k.endswith("_accuracy")},
                           "general_accuracy": round(manifest.metrics.get("general", {}).get("accuracy", 0.0), 4),
                           "prompt_format": manifest.prompt_format,
-                          **{k: v for k, v in manifest.decoding.model_dump().items()
-                             if k in ("continue_threshold", "top_threshold", "extra_threshold") and v is not None},
+                          "decoding_fit": manifest.metrics.get("decoding_fit"),
                           "minutes": round(manifest.durations["total_s"] / 60, 1),
                           "peak_rss_mb": round(manifest.peak_rss_mb)}))
     return 0 if manifest.promoted else NOT_PROMOTED
