@@ -5,7 +5,8 @@
                                  [--per-category 150] [--seed 0] [--threads 2] [--json results.json]
 
 ``--model LABEL=RUN`` adds a row for any run folder (a v3 general run, user runs started
-from it, ...); several with the same label are seeds of one row (mean ± spread).
+from it, ...); several with the same label are seeds of one row (mean ± spread), as the
+``--runs`` folders are of the row "general + hoof-train run".
 
 Columns: exact tool-set accuracy per BFCL category (the dev files in ``../shared/bench/bfcl``,
 tools no model here was trained on; evaluation only: every record of a category up to
@@ -227,10 +228,9 @@ def main() -> None:
     general = general_run()
     if "general" not in args.skip and general is not None:
         rows["general adapter (shipped)"] = evaluate_model(general, sets, args.threads, "general")
-    if "runs" not in args.skip and args.runs:
-        per_seed = [evaluate_model(ServedRun.open(r), sets, args.threads, r.name) for r in args.runs]
-        rows[f"general + hoof-train run ({len(per_seed)} seed{'s' * (len(per_seed) > 1)})"] = spread(per_seed)
     labelled: dict[str, list[Path]] = {}
+    if "runs" not in args.skip and args.runs:
+        labelled["general + hoof-train run"] = list(args.runs)
     for spec in args.model:
         label, sep, folder = spec.partition("=")
         if not sep or not folder:
@@ -238,7 +238,7 @@ def main() -> None:
         labelled.setdefault(label, []).append(Path(folder))
     for label, folders in labelled.items():
         per_seed = [evaluate_model(ServedRun.open(f), sets, args.threads, f"{label}/{f.name}") for f in folders]
-        rows[label if len(per_seed) == 1 else f"{label} ({len(per_seed)} seeds)"] = spread(per_seed)
+        rows[f"{label} ({len(per_seed)} seed{'s' * (len(per_seed) > 1)})"] = spread(per_seed)
     if "embedding" not in args.skip:
         rows[f"embedding (MiniLM-L6, top-1, ≥ {EMBEDDING_THRESHOLD})"] = evaluate_embedding(sets)
         rows[f"embedding (MiniLM-L6, every tool ≥ {EMBEDDING_THRESHOLD})"] = evaluate_embedding(sets, every=True)

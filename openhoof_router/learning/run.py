@@ -72,19 +72,31 @@ def fits(run: ServedRun | None, base: BaseModelRef) -> bool:
     return True
 
 
+def start_run(start_from: str | None) -> ServedRun | None:
+    """The run ``start_from`` names: the shipped general one or a run folder; None for none,
+    a missing general adapter, or a bare PEFT adapter folder (its weights only)."""
+    if not start_from or start_from == "none":
+        return None
+    if start_from == "general":
+        return general_run()
+    folder = Path(start_from).expanduser()
+    if (folder / ADAPTER_CONFIG).is_file() and not (folder / MANIFEST).is_file():
+        return None
+    return ServedRun.open(start_from)
+
+
 def start_adapter(start_from: str | None, base: BaseModelRef) -> tuple[Path | None, str | None]:
     """The adapter a run continues from, and its name: the shipped general one, a run, a bare
     PEFT adapter folder (its weights only: any prompt format), or none (also when the general
     adapter was trained on another base)."""
     if not start_from or start_from == "none":
         return None, None
+    run = start_run(start_from)
     if start_from == "general":
-        run = general_run()
         return (run.adapter, run.run_id) if run is not None and fits(run, base) else (None, None)
-    folder = Path(start_from).expanduser()
-    if (folder / ADAPTER_CONFIG).is_file() and not (folder / MANIFEST).is_file():
+    if run is None:
+        folder = Path(start_from).expanduser()
         return folder, folder.name
-    run = ServedRun.open(start_from)
     if not fits(run, base):
         raise RunError(f"run {run.run_id} was trained on another base model than {base.name}")
     return run.adapter, run.run_id
@@ -93,13 +105,9 @@ def start_adapter(start_from: str | None, base: BaseModelRef) -> tuple[Path | No
 def in_start_format(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` in the prompt format of the run it continues from, unless one was asked for: a
     run continues in what its start adapter answers (a bare PEFT folder says nothing)."""
-    if "prompt_format" in cfg.model_fields_set or not cfg.start_from or cfg.start_from == "none":
+    if "prompt_format" in cfg.model_fields_set:
         return cfg
-    if cfg.start_from == "general":
-        run = general_run()
-    else:
-        folder = Path(cfg.start_from).expanduser()
-        run = ServedRun.open(folder) if (folder / MANIFEST).is_file() else None
+    run = start_run(cfg.start_from)
     if run is None or run.manifest.prompt_format == cfg.prompt_format:
         return cfg
     return cfg.model_copy(update={"prompt_format": run.manifest.prompt_format})
