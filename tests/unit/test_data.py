@@ -153,3 +153,38 @@ def test_general_corpus_is_the_same_in_every_process():
     digests = {subprocess.run([sys.executable, "-c", code, str(corpus)], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(digests) == 1
+
+
+def test_shipped_calibration_holds_both_sides_of_each_decision(tmp_path):
+    """The calibration set fits thresholds on both sides of "needed": one needed tool alone and
+    among others, unrelated tools alone and among others, every tool of a request, in equal
+    shares; and the shipped file is what ``build_samples`` makes from the corpus."""
+    import collections
+    import json
+
+    from support import SHARED
+
+    from openhoof_router.learning.data.shipped_samples import CALIBRATION_FILE, GATE_FILE
+
+    rows = [json.loads(line) for line in CALIBRATION_FILE.read_text().splitlines()]
+    kinds = collections.Counter(r["source"] for r in rows)
+    assert set(kinds) == {"seal_tools:simple", "seal_tools:multiple", "seal_tools:parallel",
+                          "seal_tools:irrelevance"}
+    assert max(kinds.values()) - min(kinds.values()) <= 1
+    for r in rows:
+        names = {t["function"]["name"] if "function" in t else t["name"] for t in r["tools"]}
+        assert set(r["expected_tools"]) <= names
+        if r["source"] == "seal_tools:simple":
+            assert len(r["tools"]) == 1 and len(r["expected_tools"]) == 1
+        if r["source"] == "seal_tools:irrelevance":
+            assert r["expected_tools"] == []
+    assert any(len(r["tools"]) == 1 for r in rows if r["source"] == "seal_tools:irrelevance")
+    # the user run's share (its first 80 records) holds every kind too
+    assert len({r["source"] for r in rows[:80]}) == 4
+    corpus = SHARED / "corpora" / "seal_tools"
+    if corpus.is_dir():
+        from openhoof_router.learning.pretrain import build_samples
+
+        build_samples(corpus, tmp_path)
+        for shipped in (CALIBRATION_FILE, GATE_FILE):
+            assert (tmp_path / shipped.name).read_text() == shipped.read_text()

@@ -3,7 +3,9 @@
 - ``data/general_gate.jsonl``: held-out Seal-Tools requests as routing records in BFCL's
   shape (one tool among same-field distractors, all tools of a multi-tool request, one
   lone tool, unrelated tools only); the promotion gate's general sample.
-- ``data/general_calibration.jsonl``: more held-out records, to fit the continue threshold.
+- ``data/general_calibration.jsonl``: more held-out records in four kinds, equal shares (all
+  tools of a request, unrelated tools only, one tool among distractors, one needed tool
+  alone), to fit the decoding thresholds.
 - ``data/general_replay.jsonl``: tool-list groups from training requests, mixed into every
   user run so general skill is not forgotten.
 
@@ -82,10 +84,16 @@ def gate_records(corpus: SealCorpus, seed: int = 0, per_kind: int = 50) -> tuple
         all_of(q, out)
     for q in multis[per_kind:2 * per_kind]:
         unrelated(q, out)
+    def lone(q: dict, sink: list[dict]) -> None:  # one needed tool offered alone (live_simple's side)
+        gold = [rng.choice(q["expected_tools"])]
+        add("simple", q, gold, gold, sink)
+
+    # the calibration set holds the four kinds in equal shares: a threshold is fitted on both sides
+    # of each decision ("needed" alone and among others, "not needed" alone and among others)
     calibration: list[dict] = []
+    kinds = (all_of, unrelated, one_of_several, lone)
     for i, q in enumerate(multis[2 * per_kind:]):
-        (all_of, unrelated, one_of_several)[i % 3](q if i % 3 != 2 else
-                                                   {**q, "expected_tools": [q["expected_tools"][0]]}, calibration)
+        kinds[i % 4](q if i % 4 != 2 else {**q, "expected_tools": [q["expected_tools"][0]]}, calibration)
     return out, calibration
 
 
