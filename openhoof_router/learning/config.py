@@ -53,8 +53,9 @@ class TrainConfig(BaseModel):
         640, ge=64, description="CPU trainer: most padded request tokens one forward pass holds (a group's requests "
                                 "beyond it run in pieces; peak memory grows ~2 MB a token).")
     prompt_format: str = Field(
-        PROMPT_FORMAT, description=f"What the adapter learns to answer: {PROMPT_FORMAT} (the tools one after the "
-                                   f"other) or {VERDICT_FORMAT} (a verdict per offered tool).")
+        VERDICT_FORMAT, description=f"What the adapter learns to answer: {VERDICT_FORMAT} (a verdict per offered "
+                                    f"tool; the shipped adapter's) or {PROMPT_FORMAT} (the tools one after the other). "
+                                    "A run continues in its start adapter's format unless this is given.")
 
     @field_validator("prompt_format")
     @classmethod

@@ -14,9 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from openhoof_router.core.prompt import PROMPT_FORMAT  # noqa: E402
 from openhoof_router.learning.config import TrainConfig  # noqa: E402
 from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
 from openhoof_router.learning.data.groups import records_to_groups  # noqa: E402
+from openhoof_router.learning.run import in_start_format  # noqa: E402
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
 from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD  # noqa: E402
 from openhoof_router.store.paths import Paths  # noqa: E402
@@ -141,8 +143,9 @@ def tiny_run(tiny_gguf, tokenizer, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-home")
     paths = Paths.resolve(home=root)
+    # the sequential answer (v2), kept as a run option: its continue threshold is fitted and served
     cfg = TrainConfig(max_steps=12, batch_size=4, group_size=4, lr=3e-3, threads=2, val_fraction=0.25,
-                      start_from="none", replay=8)
+                      start_from="none", replay=8, prompt_format=PROMPT_FORMAT)
     data = Assembled(train=curated_train()[:32])
     eval_file = root / "held_out.jsonl"
     eval_file.write_text("".join(r.model_dump_json() + "\n" for r in curated_eval()[:12]))
@@ -165,7 +168,8 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
     assert served.manifest.base_model.sha256 == tiny_gguf.sha256 and served.file("gguf").name == "router-q8_0.gguf"
     assert manifest.data["n_examples"] == 32 and manifest.hyperparameters["lora_rank"] == 16
     assert manifest.metrics["held_out"]["n"] == 12 and manifest.metrics["general"]["n"] == 10
-    assert 0.0 < manifest.decoding.continue_threshold < 1.0
+    assert manifest.prompt_format == PROMPT_FORMAT and 0.0 < manifest.decoding.continue_threshold < 1.0
+    assert in_start_format(TrainConfig(start_from=str(run_dir))).prompt_format == PROMPT_FORMAT  # runs from it too
     safe = manifest.metrics["safe_side"]  # narrow mode's safe side, fitted on the same calibration pass
     assert manifest.decoding.keep_threshold == safe["keep_threshold"] and 0 <= safe["turn_recall"] <= 1
     assert manifest.decoding.tool_thresholds == {"none": safe["no_tool_threshold"]}
@@ -351,8 +355,8 @@ def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(t
     if not corpus.is_dir():
         pytest.skip("the Seal-Tools corpus is not in shared/corpora")
     paths = Paths.resolve(home=tmp_path / "home")
-    cfg = GENERAL_DEFAULTS.model_copy(update={"max_steps": 2, "batch_size": 4, "group_size": 4, "threads": 2,
-                                              "prompt_format": VERDICT_FORMAT})
+    cfg = GENERAL_DEFAULTS.model_copy(update={"max_steps": 2, "batch_size": 4, "group_size": 4, "threads": 2})
+    assert cfg.prompt_format == VERDICT_FORMAT  # the default: what the shipped adapter speaks
     general = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
                        progress=False)
     fit = general.metrics["decoding_fit"]
