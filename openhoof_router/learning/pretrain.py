@@ -1,12 +1,14 @@
 """``hoof-train pretrain``: rebuild the general adapter from the public corpus.
 
 Builds the general training set (:mod:`.general`), trains one LoRA adapter from the bare
-base (GPU when one is visible, else CPU), merges it into a GGUF, calibrates the continue
-threshold on held-out corpus requests, evaluates it on the general gate sample and the
-bundled OpenHoof held-out split, and writes a manifest with the data hashes, the figures,
-the wall time and the hardware. ``--ship`` copies the adapter, its manifest and the fixed
-samples derived from the corpus (gate, calibration, replay) into the package's data folder:
-that is how the adapter that ships with the package is made.
+base (GPU when one is visible, else CPU), merges it into a GGUF, calibrates its decoding
+(v3: the verdict rule; v2: the continue threshold) on held-out corpus requests, evaluates
+it on the general gate sample and the bundled OpenHoof held-out split, and writes a
+manifest with the data hashes, the figures, the wall time and the hardware. ``--ship``
+copies the adapter, its manifest and the fixed samples derived from the corpus (gate,
+calibration, replay) into the package's data folder: that is how the adapter that ships
+with the package is made. A general run's safe side never follows "no tool"
+(:mod:`.evaluation.safe_side`).
 """
 
 from __future__ import annotations

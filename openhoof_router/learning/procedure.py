@@ -174,7 +174,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
             if plan.calibration:
                 fit = fit_decoding(engine, plan.calibration, progress=progress)
                 engine.speak(cfg.prompt_format, Decoding(**fit.decoding))
-                safe = safe_side_of(fit, plan.calibration)
+                safe = safe_side_of(fit, plan.calibration, trust_no_tool=plan.kind != "general")
                 console.print(f"  {fit.headline()}; {safe.headline()}")
         with clock.stage(f"evaluating on {', '.join(plan.evaluations)}", "eval_s"):
             reports = {name: evaluate(engine, items, progress=progress) for name, items in plan.evaluations.items()}

@@ -347,6 +347,7 @@ def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(t
     from support import SHARED
 
     from openhoof_router.core.verdict_prompt import VERDICT_FORMAT
+    from openhoof_router.learning.evaluation.safe_side import NEVER
     from openhoof_router.learning.pretrain import GENERAL_DEFAULTS, pretrain
     from openhoof_router.learning.run import run
     from openhoof_router.serving.service import RouterService
@@ -364,6 +365,7 @@ def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(t
     assert (general.decoding.top_threshold, general.decoding.extra_threshold) == (fit["top_threshold"],
                                                                                  fit["extra_threshold"])
     assert general.decoding.keep_threshold == general.metrics["safe_side"]["keep_threshold"]
+    assert general.decoding.tool_thresholds == {"none": NEVER}  # a general run's "no tool" always falls back
     run_dir = paths.runs_dir / general.run_id
     service = RouterService(model=run_dir, base_model=tiny_gguf, paths=paths, log_decisions=False, n_threads=2)
     try:

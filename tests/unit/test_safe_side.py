@@ -72,3 +72,8 @@ def test_the_keep_threshold_is_the_highest_that_reaches_the_recall():
     fit = fit_safe_side(items + nones, recall=0.97)
     assert fit.keep_threshold == keep and fit.turn_recall >= 0.97 and fit.no_tool_threshold == 0.5
     assert fit.decoding() == {"keep_threshold": keep, "tool_thresholds": {NO_TOOL: 0.5}}
+    # a general run never follows "no tool", however precise it was on the corpus, and says why
+    general = fit_safe_side(items + nones, recall=0.97, trust_no_tool=False)
+    assert general.no_tool_threshold == NEVER and general.decoding()["tool_thresholds"] == {NO_TOOL: NEVER}
+    assert general.keep_threshold == keep and any("general run" in n for n in general.notes)
+    assert sent(scored(set(), {"weather"}, none=0.999), NEVER, keep) is None  # a confident "none": every tool

@@ -10,7 +10,10 @@ held-out decisions (one routing pass, then arithmetic) and written into the run'
   it falls back to every tool. Where no score reaches the precision on at least
   :data:`MIN_NONE` answers, "no tool" is never followed (threshold above 1) and the fit
   says so; with fewer "no tool" answers than that nothing is fitted (the router's default
-  applies);
+  applies). A general run is never trusted with "no tool" (:data:`NEVER`): its calibration
+  requests are the corpus's, and its "no tool" on a user's own, unseen tools is not what
+  they measured (a plain "is it raining in London?" over a ``get_weather`` tool with no
+  description got "no tool" at 0.999); a user run fits its own on the user's messages;
 - the **keep threshold** (``keep_threshold``): ``narrow`` mode and the middleware bind the
   answer's tools *and* every other tool scoring at least this. It is the highest value at
   which the tools sent hold every needed tool in ``recall`` (0.97) of the turns that need
@@ -142,12 +145,16 @@ def fit_keep_threshold(items: Sequence[Scored], no_tool_threshold: float, recall
 
 
 def fit_safe_side(items: Sequence[Scored], *, precision: float = PRECISION, recall: float = RECALL,
-                  default_no_tool: float = DEFAULT_NO_TOOL_THRESHOLD) -> SafeSide:
+                  default_no_tool: float = DEFAULT_NO_TOOL_THRESHOLD, trust_no_tool: bool = True) -> SafeSide:
     """Both thresholds fitted on ``items`` (see the module docs); ``default_no_tool`` stands
-    when too few "no tool" answers exist to fit one."""
+    when too few "no tool" answers exist to fit one; ``trust_no_tool=False`` (general runs)
+    never follows "no tool" and fits the keep threshold under that."""
     notes = []
-    no_tool = fit_no_tool_threshold(items, precision)
-    if no_tool is None:
+    no_tool = fit_no_tool_threshold(items, precision) if trust_no_tool else NEVER
+    if not trust_no_tool:
+        notes.append("a general run: 'no tool' always falls back to every tool until a user run fits it "
+                     "on your own tools")
+    elif no_tool is None:
         notes.append(f"fewer than {MIN_NONE} 'no tool' answers: not fitted, the default {default_no_tool} applies")
     elif no_tool == NEVER:
         notes.append(f"no no-tool score reaches {precision:.0%} precision: 'no tool' always falls back to "
