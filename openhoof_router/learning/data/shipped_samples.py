@@ -84,6 +84,9 @@ def gate_records(corpus: SealCorpus, seed: int = 0, per_kind: int = 50) -> tuple
         all_of(q, out)
     for q in multis[per_kind:2 * per_kind]:
         unrelated(q, out)
+    def first_of_several(q: dict, sink: list[dict]) -> None:  # a multi-tool request's first tool, as one needed
+        one_of_several({**q, "expected_tools": [q["expected_tools"][0]]}, sink)
+
     def lone(q: dict, sink: list[dict]) -> None:  # one needed tool offered alone (live_simple's side)
         gold = [rng.choice(q["expected_tools"])]
         add("simple", q, gold, gold, sink)
@@ -91,9 +94,9 @@ def gate_records(corpus: SealCorpus, seed: int = 0, per_kind: int = 50) -> tuple
     # the calibration set holds the four kinds in equal shares: a threshold is fitted on both sides
     # of each decision ("needed" alone and among others, "not needed" alone and among others)
     calibration: list[dict] = []
-    kinds = (all_of, unrelated, one_of_several, lone)
+    kinds = (all_of, unrelated, first_of_several, lone)
     for i, q in enumerate(multis[2 * per_kind:]):
-        kinds[i % 4](q if i % 4 != 2 else {**q, "expected_tools": [q["expected_tools"][0]]}, calibration)
+        kinds[i % len(kinds)](q, calibration)
     return out, calibration
 
 
