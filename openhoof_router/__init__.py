@@ -8,11 +8,11 @@ import graph (lazy imports included) has no cycle (``tests/unit/test_imports.py`
 
 1. layout: ``store.paths`` (where files live) and the root helpers ``_lazy`` and ``extras``;
    they import nothing of the package;
-2. core: the records, tools, prompt format, answer text and turn reader (``core/``, but
+2. core: the records, tools, prompt format and turn reader (``core/``, but
    the modules that run a model, in layer 5);
 3. store: run manifests and the registry, the decision and outcome logs (``store/``);
 4. models: backends, the base model, LoRA, GGUF files, merging (``models/``);
-5. engine: ``core.decoding``, ``core.verdicts`` and ``core.engine``, which run a model;
+5. engine: ``core.verdicts`` and ``core.engine``, which run a model;
 6. serving: the router service, thresholds and hot reload (``serving/``);
 7. langchain: the LangChain / LangGraph adapters (``langchain/``);
 8. learning: training, data assembly, evaluation (``learning/``);

@@ -106,7 +106,7 @@ def eval(paths: Paths, data_file: Path | None, model: str | None, base_model: st
 def calibrate(paths: Paths, run_dir: Path | None, data_file: Path | None, target: float, plot: Path | None,
               threads: int | None, base_model: str | None, dry_run: bool, safe_side_only: bool, as_json: bool,
               no_progress: bool) -> None:
-    """Fit the run's continue threshold (v3: its verdict rule), per-tool thresholds and narrow mode's safe side (the
+    """Fit the run's verdict rule, per-tool thresholds and narrow mode's safe side (the
     no-tool and keep thresholds) on the held-out split and the confirmed / corrected
     decisions of the outcome log; write them into its manifest."""
     from openhoof_router.learning.evaluation.calibrate_run import calibrate_run

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from openhoof_router.core.verdict_prompt import PROMPT_FORMATS
 from openhoof_router.learning.config import TrainConfig
 
 TRAIN_FIELDS = TrainConfig.model_fields
@@ -39,7 +38,6 @@ RUN_OPTIONS: list[Callable] = [
     _train_option("replay", type=int),
     _train_option("dtype", type=click.Choice(["auto", "float32", "bfloat16"])),
     _train_option("val_fraction", type=float),
-    _train_option("prompt_format", type=click.Choice(PROMPT_FORMATS)),
     click.option("--format", "fmt", type=click.Choice(["chat"]), default=None,
                  help="The seed's flag; the router has one prompt format ('chat', FunctionGemma's turns)."),
     click.option("--base-model", default=None, envvar="OPENHOOF_BASE_MODEL",
@@ -52,7 +50,7 @@ RUN_OPTIONS: list[Callable] = [
 ]
 _RUN_KEYS = [*[n for n in TRAIN_FIELDS if n in {"epochs", "lr", "batch_size", "group_size", "lora_rank", "lora_alpha",
                                              "backend", "max_steps", "seed", "threads", "start_from", "replay",
-                                             "dtype", "val_fraction", "prompt_format"}],
+                                             "dtype", "val_fraction"}],
              "fmt", "base_model", "eval_file", "force_promote", "no_progress"]
 
 

@@ -1,4 +1,4 @@
-"""RouterEngine: prompt codec + local model + constrained decoding → RoutingDecision.
+"""RouterEngine: prompt codec + local model + per-tool verdicts → RoutingDecision.
 
 Framework-free and thread-safe (one lock around the model, which holds KV state).
 :class:`openhoof_router.serving.service.RouterService` adds thresholds, logs and hot reload on
@@ -26,18 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openhoof_router.core.decoding import DEFAULT_CONTINUE_THRESHOLD, decode
-from openhoof_router.core.prompt import (
-    CONTEXT_TURNS,
-    DETAIL_LEVELS,
-    PROMPT_FORMAT,
-    AnswerVocabulary,
-    PromptCodec,
-    clean_text,
-)
+from openhoof_router.core.prompt import CONTEXT_TURNS, DETAIL_LEVELS, PromptCodec, UserTurn, clean_text
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
-from openhoof_router.core.verdict_prompt import PROMPT_FORMATS, VERDICT_FORMAT, VerdictCodec
 from openhoof_router.core.verdicts import (
     DEFAULT_EXTRA_THRESHOLD,
     DEFAULT_TOP_THRESHOLD,
@@ -47,10 +38,8 @@ from openhoof_router.core.verdicts import (
 )
 from openhoof_router.models.backend import common_prefix
 from openhoof_router.models.loading import Backend, load_backend, resolve_run, run_decoding
-from openhoof_router.store.runs import Decoding, ServedRun
+from openhoof_router.store.runs import Decoding
 
-ANSWER_RESERVE = 64
-"""Tokens kept free for the answer (several names and separators)."""
 MIN_USER_TOKENS = 48
 """The tool block may use the window only up to where this much room is left for the user turn."""
 USER_ROOM = 1024
@@ -68,7 +57,6 @@ class Prepared:
 
     specs: tuple[ToolSpec, ...]
     prefix: tuple[int, ...]
-    vocab: AnswerVocabulary
     level: int
     """Level of detail of the tool lines (0: full; see ``prompt.DETAIL_LEVELS``)."""
     backend: Backend
@@ -88,70 +76,40 @@ class RouterEngine:
     Args:
         backend: the loaded model.
         max_tools: most tools one answer may name.
-        continue_threshold: v2: how sure the model must be to name another tool (0.5:
-            greedy; runs store a calibrated value in their manifest).
         context_turns: how many earlier turns of the conversation to read.
-        prompt_format: what the model was trained to answer (``PROMPT_FORMATS``): the tools
-            one after the other (v2, the default) or a verdict per tool (v3).
-        rule: v3: how verdicts become an answer (runs store a fitted one).
+        rule: how the verdicts become an answer (runs store a fitted one).
     """
 
-    def __init__(self, backend: Backend, *, max_tools: int = 3,
-                 continue_threshold: float = DEFAULT_CONTINUE_THRESHOLD,
-                 context_turns: int = CONTEXT_TURNS, prompt_format: str | None = None,
+    def __init__(self, backend: Backend, *, max_tools: int = 3, context_turns: int = CONTEXT_TURNS,
                  rule: VerdictRule | None = None) -> None:
         if max_tools < 1:
             raise ValueError("max_tools must be at least 1")
-        if not 0.0 <= continue_threshold <= 1.0:
-            raise ValueError("continue_threshold must be within [0, 1]")
         self.max_tools = max_tools
-        self.continue_threshold = continue_threshold
         self.context_turns = context_turns
         self.max_user_tokens: int | None = MAX_USER_TOKENS
         """Cap on the user turn's tokens (None: only the window bounds it)."""
         self._lock = threading.RLock()
         self._prepared: dict[tuple[str, ...], Prepared] = {}
         self.backend = backend
-        self.prompt_format = PROMPT_FORMAT
         self.rule = rule or VerdictRule()
-        self.codec = self._codec(backend)
-        if prompt_format:
-            self.speak(prompt_format)
+        self.codec = PromptCodec(backend)
 
-    def speak(self, prompt_format: str, decoding: Decoding | None = None) -> None:
-        """Route in ``prompt_format`` from the next call on, with a run's fitted ``decoding``
-        (its continue threshold for v2, its verdict rule for v3; None: keep the current ones)."""
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"unknown prompt format {prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})")
+    def use_decoding(self, decoding: Decoding) -> None:
+        """Route with a run's fitted verdict rule from the next call on (unset fields: the defaults)."""
         with self._lock:
-            if prompt_format != self.prompt_format:
-                self.prompt_format = prompt_format
-                self.codec = self._codec(self.backend)
-                self._prepared.clear()
-            if decoding is not None:
-                self.continue_threshold = decoding.continue_threshold
-                self.rule = VerdictRule(
-                    DEFAULT_TOP_THRESHOLD if decoding.top_threshold is None else decoding.top_threshold,
-                    DEFAULT_EXTRA_THRESHOLD if decoding.extra_threshold is None else decoding.extra_threshold,
-                    self.rule.max_tools)
+            self.rule = VerdictRule(
+                DEFAULT_TOP_THRESHOLD if decoding.top_threshold is None else decoding.top_threshold,
+                DEFAULT_EXTRA_THRESHOLD if decoding.extra_threshold is None else decoding.extra_threshold,
+                self.rule.max_tools)
 
     def serve_run(self, target: Any) -> None:
-        """Serve ``target``'s prompt format and decoding (a :class:`ServedRun`; else v2 defaults)."""
-        run = target if isinstance(target, ServedRun) else None
-        self.speak(run.manifest.prompt_format if run else PROMPT_FORMAT, run_decoding(target))
-
-    def _codec(self, backend: Backend) -> PromptCodec:
-        return VerdictCodec(backend) if self.prompt_format == VERDICT_FORMAT else PromptCodec(backend)
-
-    @property
-    def verdicts(self) -> bool:
-        """True when this engine scores every tool (format v3), False for the sequential answer (v2)."""
-        return isinstance(self.codec, VerdictCodec)
+        """Serve ``target``'s fitted decoding (a :class:`ServedRun`; else the defaults)."""
+        self.use_decoding(run_decoding(target))
 
     @classmethod
     def load(cls, *, backend: str | None = "auto", base_model: Any = None, model: Any = None,
              n_threads: int | None = None, max_tools: int = 3, **kwargs: Any) -> RouterEngine:
-        """Load exactly ``model`` (a run, a GGUF, None: the base) with the run's prompt format and decoding.
+        """Load exactly ``model`` (a run, a GGUF, None: the base) with the run's fitted decoding.
 
         No choice between runs and no probe: for what a router serves, use
         :func:`openhoof_router.serving.selection.serve`. ``kwargs`` go to ``load_backend``.
@@ -179,8 +137,7 @@ class RouterEngine:
                     prefix, level = codec.fit_tool_block(specs, backend.n_ctx - reserve)
             except ValueError as exc:
                 raise ToolError(f"{exc} (context window {backend.max_ctx} tokens)") from None
-            vocab = codec.vocabulary([s.name for s in specs])
-        prepared = Prepared(specs, prefix, vocab, level, backend)
+        prepared = Prepared(specs, prefix, level, backend)
         if len(self._prepared) > 64:
             self._prepared.clear()
         self._prepared[key] = prepared
@@ -211,25 +168,10 @@ class RouterEngine:
             try:
                 user = self.codec.fit_user_turn(text, context, room)
                 user.notes[:0] = cut
-                if self.verdicts:
-                    return self._verdict_decision(prepared, user, use_cache, elapsed, ident)
-                result = decode(backend, prepared.prefix, user.ids, prepared.vocab, max_tools=self.max_tools,
-                                continue_threshold=self.continue_threshold, use_cache=use_cache)
+                return self._decision(prepared, user, use_cache, elapsed, ident)
             except Exception as exc:  # a model fault must not take the caller down
                 return RoutingDecision(valid=False, error=f"backend error: {exc}", latency_ms=elapsed(),
                                        notes=prepared.notes, **ident)
-        return RoutingDecision(
-            tool_calls=[ToolCall(name=n) for n in result.names],
-            confidence=result.confidence,
-            scores={k: round(v, 6) for k, v in result.scores.items()},
-            no_tool_score=round(result.no_tool_score, 6),
-            continue_probs=[round(p, 6) for p in result.continue_probs],
-            latency_ms=elapsed(),
-            raw=",".join(result.names) or NO_TOOL,
-            notes=prepared.notes + user.notes,
-            context_turns=user.context_turns,
-            **ident,
-        )
 
     def prefetch(self, tools: Iterable[Any], context: Sequence[PastTurn]) -> int:
         """Evaluate a conversation's tool block and earlier turns before its next message
@@ -260,14 +202,12 @@ class RouterEngine:
         return min(room, self.max_user_tokens) if self.max_user_tokens else room
 
     def _answer_reserve(self, specs: Sequence[ToolSpec]) -> int:
-        if self.verdicts:
-            return len(self.codec.segment(specs).ids) + 1  # type: ignore[attr-defined]
-        return ANSWER_RESERVE
+        """Tokens kept free after the user turn: the verdict marks."""
+        return len(self.codec.segment(specs).ids) + 1
 
-    def _verdict_decision(self, prepared: Prepared, user: Any, use_cache: bool, elapsed: Any,
-                          ident: dict[str, Any]) -> RoutingDecision:
+    def _decision(self, prepared: Prepared, user: UserTurn, use_cache: bool, elapsed: Any,
+                  ident: dict[str, Any]) -> RoutingDecision:
         codec = self.codec
-        assert isinstance(codec, VerdictCodec)
         v = read_verdicts(self.backend, codec, prepared.prefix, user.ids, codec.segment(prepared.specs),
                           use_cache=use_cache)
         rule = self.rule if self.rule.max_tools <= self.max_tools else VerdictRule(
@@ -290,7 +230,7 @@ class RouterEngine:
         """Replace the model; calls in flight finish on the old one. Returns the old backend."""
         with self._lock:
             old, self.backend = self.backend, backend
-            self.codec = self._codec(backend)
+            self.codec = PromptCodec(backend)
             self._prepared.clear()
         return old
 

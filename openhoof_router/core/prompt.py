@@ -3,39 +3,42 @@
 Layout (FunctionGemma's turns; the base model has no chat template of its own)::
 
     <bos><start_of_turn>developer
-    You route requests to tools. ...
+    You route requests to tools. After the request, say for each tool whether ...
     Tools:
     memory_read(file): Read one of the agent's own workspace files ...
     ...<end_of_turn>
     <start_of_turn>user
+    {earlier message}<end_of_turn>
+    <start_of_turn>model
+    tools: exec -> /dev/sda1 42% used
+    assistant: Prod's root disk is 42% full.<end_of_turn>
+    <start_of_turn>user
     {message}<end_of_turn>
     <start_of_turn>model
-    {answer}<end_of_turn>
-
-With earlier turns of the conversation (``context``), the user turn reads::
-
-    <start_of_turn>user
-    Earlier:
-    user: Check disk space on the prod box
-    tools: exec -> /dev/sda1 42% used
-    assistant: Prod's root disk is 42% full.
-    Now: What about staging?<end_of_turn>
+    memory_read?exec?...none?
 
 The developer turn (the *tool block*) depends only on the tools, so backends cache its KV
-state and evaluate just the user turn; the context lives in the user turn for that reason.
-The answer is the selected tool names **in the order they are listed**, joined by ``,``, or
-``none``: a handful of tokens, because decoding costs ~10 ms a token on a laptop CPU.
+state. Earlier turns of the conversation (``context``) are real user/model turns, so a
+conversation's tokens only grow and its evaluated state can be reused for the next message.
+After the user turn the model turn holds one *verdict mark* per tool, its name then ``?``,
+and one for "no tool" (``none?``); the "yes"/"no" logits after each mark give that tool's
+P(needed) (:mod:`.verdicts`). Named marks: a 270M model ties a verdict to its tool far
+better by the tool's name than by a number (numbered marks lost in the first short try,
+see DESIGN.md). All marks are read from one evaluation.
 
 :class:`PromptCodec` turns all of it into token ids for one tokenizer, piece by piece:
 control tokens are inserted as ids and every text piece (tool descriptions, user text,
 context) is tokenized with special tokens *off*, so no text can write a turn marker.
 The engine, the hot-reload probe and every trainer encode through it, so training sees
-exactly the tokens serving sees. (:mod:`.answer_text` reads answers back from text.)
+exactly the tokens serving sees.
+
+(Format v2, the tool names decoded one after the other, was measured beside this one on
+the same messages and removed: see benchmarks/README.md, "Per-tool verdicts shipped".)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,17 +46,20 @@ from openhoof_router.core.records import NO_TOOL, PastTurn
 from openhoof_router.core.text import ELLIPSIS, _cut_middle, _one_line, clean_text  # noqa: F401 - clean_text is public here
 from openhoof_router.core.tools import ToolSpec
 
-PROMPT_FORMAT = "openhoof-v2"
+PROMPT_FORMAT = "openhoof-v3"
 """Name of this layout; stored in every run's manifest (a run trained on another is refused)."""
 
 START = "<start_of_turn>"
 END = "<end_of_turn>"
-SEPARATOR = ","
 
 INSTRUCTION = (
-    "You route requests to tools. Reply with the names of the tools the user's request needs, "
-    f"in the order they are listed, separated by '{SEPARATOR}', or {NO_TOOL} if it needs no tool."
+    "You route requests to tools. After the request, say for each tool whether the request "
+    "needs it; \"none\" stands for \"no tool is needed\"."
 )
+VERDICT_MARK = "?"
+NO_TOOL_MARK = NO_TOOL
+MARK_NAME_CHARS = 64
+YES, NO = "yes", "no"
 
 # Tool lines, from the full form down to bare names: the codec takes the first that fits.
 DETAIL_LEVELS: tuple[tuple[int, int], ...] = ((120, 8), (60, 8), (30, 4), (0, 0))
@@ -75,8 +81,8 @@ def render_tool_line(tool: ToolSpec, level: int = 0) -> str:
     return head + (f": {desc}" if desc else "")
 
 
-def _developer_text(tools: Sequence[ToolSpec], level: int, instruction: str = INSTRUCTION) -> str:
-    return "developer\n" + instruction + "\nTools:\n" + "\n".join(render_tool_line(t, level) for t in tools)
+def _developer_text(tools: Sequence[ToolSpec], level: int) -> str:
+    return "developer\n" + INSTRUCTION + "\nTools:\n" + "\n".join(render_tool_line(t, level) for t in tools)
 
 
 def render_tool_block(tools: Sequence[ToolSpec], level: int = 0) -> str:
@@ -84,45 +90,35 @@ def render_tool_block(tools: Sequence[ToolSpec], level: int = 0) -> str:
     return f"{START}{_developer_text(tools, level)}{END}\n"
 
 
-def render_context(context: Sequence[PastTurn]) -> str:
-    """Earlier turns, oldest first, one short line per user message, tool batch and reply."""
-    lines = ["Earlier:"]
-    for turn in context:
-        if turn.user.strip():
-            lines.append("user: " + _one_line(turn.user, CONTEXT_USER_CHARS))
-        if turn.tools:
-            calls = "; ".join(f"{_one_line(c.name, 64)} -> {_one_line(c.result, CONTEXT_RESULT_CHARS)}"
-                              if c.result.strip() else _one_line(c.name, 64) for c in turn.tools)
-            lines.append("tools: " + calls)
-        if turn.reply.strip():
-            lines.append("assistant: " + _one_line(turn.reply, CONTEXT_REPLY_CHARS))
-    return "\n".join(lines) if len(lines) > 1 else ""
+def mark_names(tools: Sequence[ToolSpec]) -> list[str]:
+    """The text before each verdict mark: the tools' names, then "none"."""
+    return [*(_one_line(t.name, MARK_NAME_CHARS) for t in tools), NO_TOOL_MARK]
 
 
-def _user_text(message: str, context: Sequence[PastTurn] = ()) -> str:
-    message = clean_text(message).strip()
-    earlier = render_context(context) if context else ""
-    return f"user\n{earlier}\nNow: {message}" if earlier else f"user\n{message}"
+def render_past_turn(turn: PastTurn) -> str:
+    """One earlier turn as a user turn and a model turn (what was called, what was said)."""
+    user = _one_line(turn.user, CONTEXT_USER_CHARS)
+    said = []
+    if turn.tools:
+        said.append("tools: " + "; ".join(
+            f"{_one_line(c.name, 64)} -> {_one_line(c.result, CONTEXT_RESULT_CHARS)}" if c.result.strip()
+            else _one_line(c.name, 64) for c in turn.tools))
+    if turn.reply.strip():
+        said.append("assistant: " + _one_line(turn.reply, CONTEXT_REPLY_CHARS))
+    return f"{START}user\n{user}{END}\n{START}model\n" + ("\n".join(said) or "-") + f"{END}\n"
 
 
 def render_user_turn(message: str, context: Sequence[PastTurn] = ()) -> str:
-    """The user turn plus the opening of the model turn: what a cached call evaluates."""
-    return f"{START}{_user_text(message, context)}{END}\n{START}model\n"
+    """Earlier turns, the user turn and the opening of the model turn: what a cached call evaluates
+    before the verdict marks."""
+    return ("".join(render_past_turn(t) for t in context)
+            + f"{START}user\n{clean_text(message).strip()}{END}\n{START}model\n")
 
 
 def render_prompt(tools: Sequence[ToolSpec], message: str, context: Sequence[PastTurn] = ()) -> str:
-    return render_tool_block(tools) + render_user_turn(message, context)
-
-
-def answer_order(names: Iterable[str], offered: Sequence[str]) -> list[str]:
-    """A tool set in the canonical answer order: the order the tools are listed in."""
-    position = {name: i for i, name in enumerate(offered)}
-    return sorted(dict.fromkeys(names), key=lambda n: position.get(n, len(position)))
-
-
-def render_answer(names: Sequence[str]) -> str:
-    """The model's answer for a tool set, end marker included (the training target)."""
-    return (SEPARATOR.join(names) if names else NO_TOOL) + END
+    """The whole prompt as text, verdict marks included (for reading, not for encoding)."""
+    marks = "".join(f"{n}{VERDICT_MARK}" for n in mark_names(tools))
+    return render_tool_block(tools) + render_user_turn(message, context) + marks
 
 
 # -- token ids ---------------------------------------------------------------------------
@@ -140,32 +136,27 @@ class Tokenizer(Protocol):
 
 
 @dataclass(frozen=True)
-class AnswerVocabulary:
-    """Token ids of every piece an answer can be made of, for one tool list (in list order)."""
+class VerdictSegment:
+    """The model turn's verdict marks for a tool list: ``name?`` for each, then ``none?``
+    (no separator: the mark ends each name, and every token here costs routing time).
 
-    names: tuple[str, ...]
-    name_ids: dict[str, tuple[int, ...]]
-    none_ids: tuple[int, ...]
-    sep_ids: tuple[int, ...]
-    end_ids: tuple[int, ...]
+    ``positions[i]`` is the index in ``ids`` of the mark whose next-token logits hold
+    the verdict on tool ``i``; the last one is "no tool".
+    """
 
-    def answer_ids(self, names: Sequence[str]) -> list[int]:
-        """The answer's ids, assembled from the same pieces the decoder chooses between."""
-        if not names:
-            return [*self.none_ids, *self.end_ids]
-        ids: list[int] = []
-        for i, name in enumerate(answer_order(names, self.names)):
-            ids.extend((self.sep_ids if i else ()) + self.name_ids[name])
-        return ids + list(self.end_ids)
+    ids: tuple[int, ...]
+    positions: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class EncodedExample:
-    """One example as ids: the cacheable tool block, the user turn, the answer (loss target)."""
+class VerdictExample:
+    """One training example as ids: tool block, earlier turns + user turn, verdict segment,
+    and the label (1 = needed) at each verdict position, "no tool" last."""
 
     prefix: tuple[int, ...]
     user: tuple[int, ...]
-    answer: tuple[int, ...]
+    segment: VerdictSegment
+    labels: tuple[int, ...]
 
 
 @dataclass
@@ -191,18 +182,18 @@ class PromptCodec:
         self._newline = tuple(tokenizer.encode("\n"))
         self._model_open = (self.start_id, *tokenizer.encode("model\n"))
         self._blocks: dict[tuple[str, int], tuple[int, ...]] = {}
-        self._vocabs: dict[tuple[str, ...], AnswerVocabulary] = {}
+        self.yes_id = tokenizer.encode(YES)[0]  # one token each in Gemma's vocabulary
+        self.no_id = tokenizer.encode(NO)[0]
+        self._mark = tuple(tokenizer.encode(VERDICT_MARK))
+        self._names: dict[str, tuple[int, ...]] = {}
+        self._segments: dict[tuple[str, ...], VerdictSegment] = {}
 
     def _turn(self, text: str) -> list[int]:
         return [self.start_id, *self.tokenizer.encode(text), self.end_id, *self._newline]
 
     # -- tool block ----------------------------------------------------------------------
-    def _developer(self, tools: Sequence[ToolSpec], level: int) -> str:
-        """The tool block's text (a format's own rendering of the list)."""
-        return _developer_text(tools, level)
-
     def tool_block(self, tools: Sequence[ToolSpec], level: int = 0) -> tuple[int, ...]:
-        text = self._developer(tools, level)
+        text = _developer_text(tools, level)
         ids = self._blocks.get((text, level))
         if ids is None:
             ids = (self.tokenizer.bos_id, *self._turn(text))
@@ -224,8 +215,19 @@ class PromptCodec:
                          f"{budget} the context window leaves: offer fewer tools")
 
     # -- user turn -----------------------------------------------------------------------
+    def past_turn(self, turn: PastTurn) -> list[int]:
+        said = render_past_turn(turn)
+        user_part, model_part = said.split(f"{END}\n{START}model\n", 1)
+        # the model turn opens exactly as the current turn's does: a conversation's tokens only grow
+        return [*self._turn(user_part[len(START):]), *self._model_open,
+                *self.tokenizer.encode(model_part[: -len(END) - 1]), self.end_id, *self._newline]
+
     def user_turn(self, message: str, context: Sequence[PastTurn] = ()) -> list[int]:
-        return [*self._turn(_user_text(message, context)), *self._model_open]
+        """Earlier turns, the user turn and the model turn's opening."""
+        ids: list[int] = []
+        for turn in context:
+            ids.extend(self.past_turn(turn))
+        return [*ids, *self._turn("user\n" + clean_text(message).strip()), *self._model_open]
 
     def fit_user_turn(self, message: str, context: Sequence[PastTurn], budget: int) -> UserTurn:
         """Encode the user turn within ``budget`` tokens: the oldest context turns go first,
@@ -258,30 +260,34 @@ class PromptCodec:
         out.notes.append(f"message cut by {out.cut_chars} of {len(text)} characters to fit the context window")
         return out
 
-    # -- answer --------------------------------------------------------------------------
-    def vocabulary(self, names: Sequence[str]) -> AnswerVocabulary:
-        key = tuple(names)
-        vocab = self._vocabs.get(key)
-        if vocab is None:
-            enc = self.tokenizer.encode
-            vocab = AnswerVocabulary(
-                names=key,
-                name_ids={n: tuple(enc(n)) for n in names},
-                none_ids=tuple(enc(NO_TOOL)),
-                sep_ids=tuple(enc(SEPARATOR)),
-                end_ids=(self.end_id,),
-            )
-            if len(self._vocabs) > 64:
-                self._vocabs.clear()
-            self._vocabs[key] = vocab
-        return vocab
+    # -- verdict marks -------------------------------------------------------------------
+    def segment(self, tools: Sequence[ToolSpec]) -> VerdictSegment:
+        """The verdict marks for ``tools`` (cached per list of names). Each name and each mark is
+        encoded on its own, so the mark is always the same token whatever the name ends with."""
+        names = tuple(mark_names(tools))
+        seg = self._segments.get(names)
+        if seg is None:
+            ids: list[int] = []
+            positions = []
+            for name in names:
+                name_ids = self._names.get(name)
+                if name_ids is None:
+                    if len(self._names) > 4096:
+                        self._names.clear()
+                    name_ids = self._names[name] = tuple(self.tokenizer.encode(name))
+                ids.extend([*name_ids, *self._mark])
+                positions.append(len(ids) - 1)
+            seg = VerdictSegment(tuple(ids), tuple(positions))
+            if len(self._segments) > 256:
+                self._segments.clear()
+            self._segments[names] = seg
+        return seg
 
-    def encode(self, tools: Sequence[ToolSpec], message: str, answer: Sequence[str],
-               context: Sequence[PastTurn] = (), *, level: int = 0) -> EncodedExample:
+    def encode(self, tools: Sequence[ToolSpec], message: str, needed: Sequence[str],
+               context: Sequence[PastTurn] = (), *, level: int = 0) -> VerdictExample:
         """A training example, tokenized exactly as the router tokenizes a call."""
-        names = [t.name for t in tools]
-        return EncodedExample(
-            prefix=self.tool_block(tools, level),
-            user=tuple(self.user_turn(message, context)),
-            answer=tuple(self.vocabulary(names).answer_ids(answer)),
-        )
+        wanted = set(needed)
+        labels = [int(t.name in wanted) for t in tools]
+        labels.append(int(not any(labels)))
+        return VerdictExample(self.tool_block(tools, level), tuple(self.user_turn(message, context)),
+                              self.segment(tools), tuple(labels))

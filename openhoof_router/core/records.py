@@ -85,13 +85,11 @@ class RoutingDecision(BaseModel):
     valid: bool = True
     """False when no answer could be decoded (model fault, nothing fits the context window)."""
     confidence: float = Field(0.0, ge=0.0, le=1.0)
-    """Joint probability the model gave its own answer (full-vocabulary, at each choice)."""
+    """How sure the answer is: the weakest of its verdicts (:func:`..verdicts.confidence`)."""
     scores: dict[str, float] = Field(default_factory=dict)
-    """Per offered tool: the model's probability of naming it (see :mod:`..decoding`)."""
+    """Per offered tool: the model's P(needed) for this turn (see :mod:`..verdicts`)."""
     no_tool_score: float = 0.0
-    """The model's probability of answering "no tool"."""
-    continue_probs: list[float] = Field(default_factory=list)
-    """After each named tool, the model's odds of naming another: ``P(,) / (P(,) + P(end))``."""
+    """How sure the model is that no tool is needed (:attr:`..verdicts.Verdicts.no_tool_score`)."""
     latency_ms: float = 0.0
     raw: Text = ""
     """The answer as text (names joined by ``,``, or ``none``)."""

@@ -1,7 +1,7 @@
 """The decision: a probability per offered tool that it is needed, read in one evaluation.
 
-After the user turn the model turn holds one verdict mark per tool (``1?2?…n?``) and one
-for "no tool" (``0?``); see :class:`~openhoof_router.core.prompt.VerdictCodec`. At each
+After the user turn the model turn holds one verdict mark per tool (``exec?notify?…``) and
+one for "no tool" (``none?``); see :mod:`openhoof_router.core.prompt`. At each
 mark only two logits matter, "yes" and "no": ``P(needed) = sigmoid(yes - no)``. All marks
 are read from one evaluation of the user turn and the segment, after the cached tool block.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openhoof_router.core.verdict_prompt import VerdictCodec, VerdictSegment
+from openhoof_router.core.prompt import PromptCodec, VerdictSegment
 from openhoof_router.models.backend import Backend
 
 DEFAULT_TOP_THRESHOLD = 0.5
@@ -75,7 +75,7 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def read_verdicts(backend: Backend, codec: VerdictCodec, prefix: Sequence[int], user: Sequence[int],
+def read_verdicts(backend: Backend, codec: PromptCodec, prefix: Sequence[int], user: Sequence[int],
                   segment: VerdictSegment, *, use_cache: bool = True) -> Verdicts:
     """Evaluate the user turn and the verdict segment after ``prefix``; read every mark."""
     backend.start(prefix, use_cache=use_cache)

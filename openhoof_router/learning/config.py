@@ -9,10 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
-
-from openhoof_router.core.prompt import PROMPT_FORMAT
-from openhoof_router.core.verdict_prompt import PROMPT_FORMATS, VERDICT_FORMAT
+from pydantic import BaseModel, Field
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -48,26 +45,10 @@ class TrainConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="CPU training precision of the frozen base: 'auto' takes bfloat16 where the CPU "
                             "has bf16 instructions (2x faster here), else float32. LoRA weights stay float32.")
-    max_tokens: int = Field(1536, ge=64, description="Examples longer than this (prompt + answer) are dropped.")
+    max_tokens: int = Field(1536, ge=64, description="Examples longer than this (prompt + verdict marks) are dropped.")
     step_tokens: int = Field(
         640, ge=64, description="CPU trainer: most padded request tokens one forward pass holds (a group's requests "
                                 "beyond it run in pieces; peak memory grows ~2 MB a token).")
-    prompt_format: str = Field(
-        VERDICT_FORMAT, description=f"What the adapter learns to answer: {VERDICT_FORMAT} (a verdict per offered "
-                                    f"tool; the shipped adapter's) or {PROMPT_FORMAT} (the tools one after the other). "
-                                    "A run continues in its start adapter's format unless this is given.")
-
-    @field_validator("prompt_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {value!r}")
-        return value
-
-    @property
-    def verdicts(self) -> bool:
-        """Whether this run trains per-tool verdicts (v3) rather than the sequential answer (v2)."""
-        return self.prompt_format == VERDICT_FORMAT
 
 
 class TrainResult(BaseModel):

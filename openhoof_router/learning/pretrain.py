@@ -1,8 +1,8 @@
 """``hoof-train pretrain``: rebuild the general adapter from the public corpus.
 
 Builds the general training set (:mod:`.general`), trains one LoRA adapter from the bare
-base (GPU when one is visible, else CPU), merges it into a GGUF, calibrates its decoding
-(v3: the verdict rule; v2: the continue threshold) on held-out corpus requests, evaluates
+base (GPU when one is visible, else CPU), merges it into a GGUF, calibrates its verdict
+rule on held-out corpus requests, evaluates
 it on the general gate sample and the bundled OpenHoof held-out split, and writes a
 manifest with the data hashes, the figures, the wall time and the hardware. ``--ship``
 copies the adapter, its manifest and the fixed samples derived from the corpus (gate,
@@ -40,7 +40,7 @@ from openhoof_router.learning.data.shipped_samples import (
     write_jsonl,
 )
 from openhoof_router.learning.procedure import RunClock, RunPlan, carry_out
-from openhoof_router.learning.run import general_items, held_out_items, in_start_format, start_adapter
+from openhoof_router.learning.run import general_items, held_out_items, start_adapter
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.models.lora import ADAPTER_CONFIG, PEFT_WEIGHTS
 from openhoof_router.store.paths import Paths, resolve_paths
@@ -96,7 +96,7 @@ def pretrain(
     when the data or settings differ from those it was started with.
     """
     paths = resolve_paths(paths)
-    cfg = in_start_format(cfg or GENERAL_DEFAULTS)
+    cfg = cfg or GENERAL_DEFAULTS
     base = resolve_base_model(base_model, paths)
     layout = RunLayout(root=Path(resume) if resume else ModelRegistry(paths).new_run_dir("general"))
     if resume and not sorted(layout.checkpoints.glob("step-*")):

@@ -12,8 +12,8 @@ first evaluation set, ``loss.png``) and a manifest with the same fields:
 - ``hyperparameters``: the :class:`TrainConfig` and the plan's extras (pretraining: corpus sizes, data seed);
 - ``data``: the plan's description of its data, plus ``n_trained`` (examples the trainer saw);
 - ``metrics``: a summary row per evaluation set (user runs: ``held_out``, ``general``;
-  pretraining: ``general_gate``, ``openhoof_held_out``), ``decoding_fit`` when the answer's
-  settings were fitted (v2: the continue threshold; v3: the verdict rule), and the judge's
+  pretraining: ``general_gate``, ``openhoof_held_out``), ``decoding_fit`` when the verdict
+  rule was fitted, and the judge's
   rows (user runs: ``incumbent``, ``incumbent_general``, ``single_turn_accuracy``,
   ``followup_accuracy``);
 - ``gate``: the judge's decision, with ``forced`` when ``force_promote`` overrode a refusal
@@ -37,7 +37,7 @@ from rich.console import Console
 
 from openhoof_router.learning.config import TrainConfig, TrainResult
 from openhoof_router.learning.data.groups import Group
-from openhoof_router.learning.evaluation.calibrate import DecodingFit, fit_decoding
+from openhoof_router.learning.evaluation.calibrate import RuleFit, fit_verdict_rule
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
 from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
@@ -77,7 +77,7 @@ class RunPlan(BaseModel):
     start_name: str | None = None
     """Its run id, written to the manifest."""
     calibration: list[EvalItem] = Field(default_factory=list)
-    """Messages the continue threshold is fitted on (none: the default threshold)."""
+    """Messages the verdict rule and the safe side are fitted on (none: the defaults)."""
     evaluations: dict[str, list[EvalItem]]
     """Named evaluation sets; the first is the run's headline (``eval.json``, the confusion plot)."""
     judge: Judge | None = None
@@ -130,19 +130,17 @@ def train_with(backend: str, train: Sequence[Group], val: Sequence[Group], cfg: 
     if backend == "mlx":
         from openhoof_router.learning.trainers.mlx import train_mlx
 
-        return train_mlx(train, val, cfg, run_dir, base, paths=paths, progress=progress, start_from=start_from,
-                         verdicts=cfg.verdicts)
+        return train_mlx(train, val, cfg, run_dir, base, paths=paths, progress=progress, start_from=start_from)
     model, tokenizer = model_override or (None, None)
     if backend == "cuda":
         from openhoof_router.learning.trainers.cuda import train_cuda
 
         return train_cuda(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                          tokenizer=tokenizer, start_from=start_from, verdicts=cfg.verdicts)
+                          tokenizer=tokenizer, start_from=start_from)
     from openhoof_router.learning.trainers.cpu import train_cpu
 
     return train_cpu(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume,
-                     verdicts=cfg.verdicts)
+                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = True,
@@ -165,15 +163,13 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         gguf = merge_lora_gguf(base.gguf, result.adapter_dir, layout.gguf, name=f"openhoof-router {layout.root.name}")
 
     engine = engine_for(gguf, base_model=base, n_threads=cfg.threads, paths=paths)
-    engine.speak(cfg.prompt_format, Decoding())
     try:
         safe: SafeSide | None = None
-        fit: DecodingFit | None = None
-        what = "verdict rule" if engine.verdicts else "continue threshold"
-        with clock.stage(f"calibrating the {what} and the safe side", "calibrate_s"):
+        fit: RuleFit | None = None
+        with clock.stage("calibrating the verdict rule and the safe side", "calibrate_s"):
             if plan.calibration:
-                fit = fit_decoding(engine, plan.calibration, progress=progress)
-                engine.speak(cfg.prompt_format, Decoding(**fit.decoding))
+                fit = fit_verdict_rule(engine, plan.calibration, progress=progress)
+                engine.use_decoding(Decoding(**fit.decoding))
                 safe = safe_side_of(fit, plan.calibration, trust_no_tool=plan.kind != "general")
                 console.print(f"  {fit.headline()}; {safe.headline()}")
         with clock.stage(f"evaluating on {', '.join(plan.evaluations)}", "eval_s"):
@@ -196,7 +192,6 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
     manifest = RunManifest(
         run_id=layout.root.name,
         kind=plan.kind,
-        prompt_format=cfg.prompt_format,
         base_model=BaseModelInfo(name=base.name, sha256=base.sha256, path=str(base.gguf or base.hf_dir)),
         start_from=plan.start_name,
         backend=result.backend,

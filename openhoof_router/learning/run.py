@@ -1,7 +1,7 @@
 """The user run behind ``hoof-train run``: its data, its start adapter and its gate.
 
 assemble data → train LoRA (continuing from the general adapter, with a replay sample of
-the general corpus) → merge into a GGUF → calibrate the continue threshold → evaluate the
+the general corpus) → merge into a GGUF → calibrate the verdict rule and the safe side → evaluate the
 new run and the model in place on the same messages (the user's held-out data and the
 fixed general sample) → gate (:mod:`.gate`) → promote. The steps after the data are the
 one run procedure (:mod:`.procedure`), which also writes the run folder
@@ -43,7 +43,7 @@ from openhoof_router.store.paths import Paths, resolve_paths
 from openhoof_router.store.runs import MANIFEST, ModelRegistry, RunError, RunManifest, ServedRun, general_run
 
 CALIBRATION_GENERAL = 80
-"""General-corpus records added to the run's own validation split to fit the continue threshold."""
+"""General-corpus records added to the run's own validation split to fit the verdict rule and the safe side."""
 
 
 def held_out_items(eval_file: Path | None = None) -> list[EvalItem]:
@@ -100,17 +100,6 @@ def start_adapter(start_from: str | None, base: BaseModelRef) -> tuple[Path | No
     if not fits(run, base):
         raise RunError(f"run {run.run_id} was trained on another base model than {base.name}")
     return run.adapter, run.run_id
-
-
-def in_start_format(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` in the prompt format of the run it continues from, unless one was asked for: a
-    run continues in what its start adapter answers (a bare PEFT folder says nothing)."""
-    if "prompt_format" in cfg.model_fields_set:
-        return cfg
-    run = start_run(cfg.start_from)
-    if run is None or run.manifest.prompt_format == cfg.prompt_format:
-        return cfg
-    return cfg.model_copy(update={"prompt_format": run.manifest.prompt_format})
 
 
 def epoch_groups(train: Sequence[Any], cfg: TrainConfig) -> list[Group]:
@@ -198,7 +187,7 @@ def run(
     instead of the assembled ones; ``general_limit``: use only the first N general-sample
     messages (0: none) for calibration and the gate."""
     paths = resolve_paths(paths)
-    cfg = in_start_format(cfg or TrainConfig())
+    cfg = cfg or TrainConfig()
     base = resolve_base_model(base_model, paths)
     registry = ModelRegistry(paths)
     with RunClock(console, on_stage) as clock:

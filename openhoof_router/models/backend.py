@@ -5,12 +5,12 @@ A backend is a stateful next-token scorer over one token sequence:
 - ``start(prefix)`` positions it after a token prefix (restoring that prefix's cached KV
   state when it has one);
 - ``feed(ids)`` appends tokens and returns the logits for the next token;
-- ``mark()`` / ``rewind(mark)`` drop what was fed after a point, so the decoder can look
-  down one branch of the answer trie and come back.
+- ``feed_rows(ids, rows, tokens)`` appends tokens and returns a few logits at several
+  positions (the verdict marks), from one evaluation where the backend can.
 
 It also tokenizes, in the shape :class:`~openhoof_router.core.prompt.PromptCodec` needs: plain
-text with special tokens *off*, control tokens by name. The constrained decoder
-(:mod:`openhoof_router.core.decoding`) drives it the same way for llama.cpp, MLX and
+text with special tokens *off*, control tokens by name. The verdict reader
+(:mod:`openhoof_router.core.verdicts`) drives it the same way for llama.cpp, MLX and
 transformers, so the three give the same decisions for the same weights.
 """
 
@@ -89,14 +89,6 @@ class Backend(ABC):
         calls' states (this default) do nothing and return 0."""
         return 0
 
-    @abstractmethod
-    def mark(self) -> Any:
-        """An opaque marker of the current position."""
-
-    @abstractmethod
-    def rewind(self, mark: Any) -> None:
-        """Forget everything fed after ``mark`` (taken since the last ``start``)."""
-
     # -- window ---------------------------------------------------------------------
     @property
     def max_ctx(self) -> int:
@@ -111,7 +103,7 @@ class Backend(ABC):
     # -- sharing ----------------------------------------------------------------------
     @property
     def lock(self) -> threading.RLock:
-        """Held around every sequence of calls that must not interleave (start, feed, rewind):
+        """Held around every sequence of calls that must not interleave (start, feed):
         engines that share this backend take it, as one engine takes its own lock."""
         lock = self.__dict__.get("_backend_lock")
         if lock is None:

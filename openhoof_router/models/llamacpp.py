@@ -291,17 +291,6 @@ class LlamaCppBackend(Backend):
         self._settle()  # saved now, as a finished call is: the next call restores it
         return self.evaluated - before
 
-    def mark(self) -> int:
-        if self._pending is not None:
-            full, n = self._begin((), 0)
-            if n < len(full):
-                self._append(full[n:])
-        return len(self._tokens)
-
-    def rewind(self, mark: int) -> None:
-        del self._tokens[mark:]
-        self._ctx.trim(WORK, mark)
-
     @property
     def held(self) -> int:  # finished calls' states in memory (tests, benchmarks)
         return len(self._turns)

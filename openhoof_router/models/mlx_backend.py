@@ -154,14 +154,6 @@ class MLXBackend(HFTokensMixin, Backend):
             raise BackendError(f"context window exceeded ({self._offset + len(ids)} > {self.n_ctx})")
         return self._forward(ids, logits=True)
 
-    def mark(self) -> int:
-        return self._offset
-
-    def rewind(self, mark: int) -> None:
-        for c in self._cache or []:
-            c.trim(c.offset - mark)
-        self._offset = mark
-
     def _free(self) -> None:
         self._states.clear()
         self._cache = None

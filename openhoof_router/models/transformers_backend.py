@@ -104,13 +104,6 @@ class TransformersBackend(HFTokensMixin, Backend):
         self._length += len(ids)
         return logits
 
-    def mark(self) -> tuple[int, Any]:
-        return self._length, copy.deepcopy(self._cache)
-
-    def rewind(self, mark: tuple[int, Any]) -> None:
-        self._length, cache = mark
-        self._cache = copy.deepcopy(cache)
-
     def _free(self) -> None:
         self._states.clear()
         self._cache = None

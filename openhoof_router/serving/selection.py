@@ -15,7 +15,7 @@ loading) it fails to load or to route a probe message (a corrupt merge can load 
 produce NaNs). A pinned model (``RouterSettings.model``) is never replaced: its errors raise.
 
 The engine gets the settings' ``max_tools`` and ``context_turns`` and the run's decoding
-settings (:meth:`Selection.apply`): its fitted continue threshold, and
+settings (:meth:`Selection.apply`): its fitted verdict rule, and
 (:attr:`Selection.policy`) its fitted default and per-tool thresholds under any the
 settings set explicitly.
 """
@@ -84,7 +84,7 @@ class Selection(BaseModel):
         return run_decoding(self.run)
 
     def apply(self, engine: RouterEngine) -> None:
-        """Serve this selection's prompt format and decoding settings on ``engine`` (the one
+        """Serve this selection's decoding settings on ``engine`` (the one
         place they are applied)."""
         engine.serve_run(self.run)
 
@@ -102,7 +102,7 @@ class Selection(BaseModel):
 
 def probe_backend(backend: Backend, target: Any = None) -> None:
     """Raise ``BackendError`` unless ``backend`` routes a probe message sanely (finite scores,
-    a valid decision), in the prompt format of ``target`` (a run; else v2)."""
+    a valid decision), with the fitted decoding of ``target`` (a run; else the defaults)."""
     engine = RouterEngine(backend)
     engine.serve_run(target)
     decision = engine.route(PROBE_MESSAGE, builtin_tools())

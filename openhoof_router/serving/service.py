@@ -76,7 +76,7 @@ class RouterService:
         self._decided: deque[str] = deque(maxlen=10_000)  # recent decision ids: feedback on them is valid
         stamp = self.registry.pointer_stamp()  # before loading: a promotion meanwhile is seen later
         self._owns_engine = engine is None
-        # A caller's engine keeps its own continue threshold; only the thresholds come from the settings.
+        # A caller's engine keeps its own verdict rule; only the thresholds come from the settings.
         self.selection = serve(settings, paths=self.paths) if engine is None else Selection(
             source="engine", policy=ThresholdPolicy.served(Decoding(), settings.threshold, settings.tool_thresholds,
                                          settings.keep_threshold))

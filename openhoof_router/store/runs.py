@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openhoof_router.core.prompt import PROMPT_FORMAT
-from openhoof_router.core.verdict_prompt import PROMPT_FORMATS
 from openhoof_router.store.paths import PACKAGE_DATA, Paths, resolve_paths
 
 MANIFEST = "manifest.json"
@@ -48,12 +47,10 @@ class RunFiles(BaseModel):
 class Decoding(BaseModel):
     """How to serve the run: fitted on held-out data by the trainer and ``hoof-train calibrate``."""
 
-    continue_threshold: float = Field(0.5, ge=0, le=1)
-    """v2: name another tool when ``P(,) / (P(,) + P(end))`` reaches this."""
     top_threshold: float | None = Field(None, ge=0, le=1)
-    """v3: the best tool is named when its P(needed) reaches this (None: the rule's default)."""
+    """The best tool is named when its P(needed) reaches this (None: the rule's default)."""
     extra_threshold: float | None = Field(None, ge=0, le=1)
-    """v3: every other tool whose P(needed) reaches this is named beside it (None: the rule's default)."""
+    """Every other tool whose P(needed) reaches this is named beside it (None: the rule's default)."""
     threshold: float | None = Field(None, ge=0)
     """Fitted default confidence threshold (None: the router's own)."""
     tool_thresholds: dict[str, float] = Field(default_factory=dict)
@@ -202,9 +199,9 @@ class ServedRun(BaseModel):
         """Read and check a run folder (its manifest, its prompt format, its files)."""
         run_dir = Path(run_dir).expanduser()
         manifest = RunManifest.load(run_dir)
-        if manifest.prompt_format not in PROMPT_FORMATS:
+        if manifest.prompt_format != PROMPT_FORMAT:
             raise RunError(f"run {manifest.run_id} was trained on prompt format {manifest.prompt_format!r}; "
-                           f"this router speaks {' and '.join(PROMPT_FORMATS)}: retrain it (hoof-train run)")
+                           f"this router speaks {PROMPT_FORMAT}: retrain it (hoof-train run)")
         for field_name in ("peft", "mlx", "gguf"):
             rel = getattr(manifest.files, field_name)
             if rel is not None and not (run_dir / rel).exists():

@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 from openhoof_router.cli.train import main as train_main
-from openhoof_router.core.prompt import PROMPT_FORMAT
 from openhoof_router.learning.evaluation.calibrate import MIN_SUPPORT
 from openhoof_router.learning.evaluation.evaluate import sample_items
 from openhoof_router.learning.run import held_out_items
@@ -115,8 +114,8 @@ def test_eval_limit_evaluates_a_sample_across_classes_and_tools(tmp_path, cache_
 def test_calibrate_on_few_records_fits_no_thin_threshold_and_says_so(tmp_path, cache_dir):
     run_dir = tmp_path / "runs" / "general-copy"
     shutil.copytree(GENERAL_DIR, run_dir)  # same run id and adapter: the merged GGUF is cached already
-    # what is tested is the fit's bookkeeping, not the adapter's skill: serve it whatever the prompt format
-    RunManifest.load(run_dir).model_copy(update={"prompt_format": PROMPT_FORMAT}).save(run_dir)
+    # what is tested is the fit's bookkeeping on a user's run (a general run never trusts "no tool")
+    RunManifest.load(run_dir).model_copy(update={"kind": "user"}).save(run_dir)
     data = tmp_path / "24.jsonl"
     data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": it.message}],
                                         "tools": [t.openai_schema() for t in it.tools],

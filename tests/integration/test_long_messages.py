@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from openhoof_router.core.engine import ANSWER_RESERVE, MAX_USER_TOKENS
+from openhoof_router.core.engine import MAX_USER_TOKENS
 
 
 @pytest.fixture()
@@ -48,7 +48,8 @@ def test_spelled_turn_markers_cost_a_bounded_user_turn(counted, builtin):
     assert d.valid, d.error
     assert any("message cut by" in n for n in d.notes)
     assert len([n for n in calls if n > 100]) <= 16
-    assert engine.backend.evaluated - before <= MAX_USER_TOKENS + ANSWER_RESERVE  # the user turn and the answer
+    marks = len(engine.codec.segment(engine.prepare(builtin).specs).ids)
+    assert engine.backend.evaluated - before <= MAX_USER_TOKENS + marks  # the user turn and the verdict marks
 
 
 def test_the_bound_can_be_lifted(engine, builtin):

@@ -20,7 +20,7 @@ from openhoof_router.serving.selection import engine_for, serve
 from openhoof_router.serving.settings import RouterSettings
 from openhoof_router.store.runs import BaseModelInfo, Decoding, ModelRegistry, RunFiles, RunManifest, general_run
 
-FITTED = Decoding(continue_threshold=0.3, threshold=0.7, tool_thresholds={"exec": 0.9})
+FITTED = Decoding(top_threshold=0.3, extra_threshold=0.6, threshold=0.7, tool_thresholds={"exec": 0.9})
 OTHER_BASE = "f" * 64
 
 
@@ -101,7 +101,7 @@ def test_a_runs_decoding_settings_reach_every_engine(paths, base_ref):
         ModelRegistry(paths).promote(run)
         assert router.reload() is True  # hot reload installs the run with its settings
         assert router.service.serving == {"source": "promoted", "run": "run-fitted", "refused": []}
-        assert router.engine.continue_threshold == 0.3
+        assert (router.engine.rule.top_threshold, router.engine.rule.extra_threshold) == (0.3, 0.6)
         assert router.service.policy == ThresholdPolicy(0.7, {"exec": 0.9, "none": 0.9})  # "no tool": the safe side
         assert router.decide("Check disk space on the server").adapter == "run-fitted"
     finally:
@@ -110,12 +110,12 @@ def test_a_runs_decoding_settings_reach_every_engine(paths, base_ref):
     service = RouterService(paths=paths, threshold=0.2, tool_thresholds={"notify": 0.1}, hot_reload=False,
                             log_decisions=False)
     try:
-        assert service.serving["run"] == "run-fitted" and service.engine.continue_threshold == 0.3
+        assert service.serving["run"] == "run-fitted" and service.engine.rule.top_threshold == 0.3
         assert service.policy == ThresholdPolicy(0.2, {"exec": 0.9, "notify": 0.1})
     finally:
         service.close()
     for engine in (engine_for(run, n_threads=1), RouterEngine.load(backend="llama.cpp", model=run, n_threads=1)):
-        assert engine.continue_threshold == 0.3
+        assert (engine.rule.top_threshold, engine.rule.extra_threshold) == (0.3, 0.6)
         assert engine.backend.adapter_id == "run-fitted"
         engine.close()
 

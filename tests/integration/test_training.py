@@ -18,7 +18,6 @@ from openhoof_router.core.prompt import PROMPT_FORMAT  # noqa: E402
 from openhoof_router.learning.config import TrainConfig  # noqa: E402
 from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
 from openhoof_router.learning.data.groups import records_to_groups  # noqa: E402
-from openhoof_router.learning.run import in_start_format  # noqa: E402
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
 from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD  # noqa: E402
 from openhoof_router.store.paths import Paths  # noqa: E402
@@ -77,20 +76,26 @@ def groups(n: int = 16, size: int = 4, seed: int = 0):
 
 
 def test_shared_prefix_loss_equals_full_forward_loss(codec):
+    """The verdict loss read from one tool-block pass per group (padded requests, two rows of
+    the output head) equals the same loss read from a full forward pass over each prompt."""
+    from torch.nn.functional import softplus
+
     from openhoof_router.learning.data.groups import encode_groups
-    from openhoof_router.learning.trainers.cpu import group_loss
+    from openhoof_router.learning.trainers.cpu import LISTWISE_WEIGHT, group_loss
 
     model = tiny_model().eval()
     [group, *_] = encode_groups(codec, groups(4, 4), max_tokens=2048)[0]
+    assert len(group.items) > 1 and len({len(it.ids) for it in group.items}) > 1  # padding is exercised
     with torch.no_grad():
-        shared = group_loss(model, group).item()
+        shared = group_loss(model, group, codec.yes_id, codec.no_id).item()
         total = 0.0
-        for user, answer in group.items:
-            ids = list(group.prefix) + list(user) + list(answer)
-            logits = model(input_ids=torch.tensor([ids])).logits[0]
-            start = len(group.prefix) + len(user) - 1
-            total += torch.nn.functional.cross_entropy(logits[start : start + len(answer)], torch.tensor(answer),
-                                                       reduction="sum").item()
+        for item in group.items:
+            logits = model(input_ids=torch.tensor([list(group.prefix) + list(item.ids)])).logits[0]
+            rows = logits[[len(group.prefix) + p for p in item.positions]]
+            margins = rows[:, codec.yes_id] - rows[:, codec.no_id]
+            needed = torch.tensor(item.labels, dtype=torch.bool)
+            total += (softplus(-margins[needed]).mean() + softplus(margins[~needed]).mean()
+                      - LISTWISE_WEIGHT * torch.log_softmax(margins, 0)[needed].mean()).item()
     assert shared == pytest.approx(total, rel=1e-4)
 
 
@@ -112,17 +117,21 @@ def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
 
 def test_cuda_trainer_tokens_equal_the_routers(codec, engine, builtin):
     from openhoof_router.learning.data.groups import encode_groups
-    from openhoof_router.learning.trainers.cuda import IGNORE, token_rows
+    from openhoof_router.learning.trainers.cuda import IGNORE, verdict_rows
 
     encoded, _ = encode_groups(codec, groups(8, 4), max_tokens=2048)
-    rows = token_rows(encoded)
+    rows = verdict_rows(encoded, codec.yes_id, codec.no_id, codec.end_id)
+    served = engine.codec  # the router's codec over llama.cpp's tokenizer
     for group in groups(8, 4):
         for sample in group.samples:
-            prefix = engine.codec.tool_block(group.tools)
-            user = engine.codec.user_turn(sample.message, sample.context)
-            answer = engine.codec.vocabulary([t.name for t in group.tools]).answer_ids(sample.answer)
-            row = next(r for r in rows if r["input_ids"] == list(prefix) + user + answer)
-            assert row["labels"] == [IGNORE] * (len(prefix) + len(user)) + answer
+            prompt = [*served.tool_block(group.tools), *served.user_turn(sample.message, sample.context),
+                      *served.segment(group.tools).ids]
+            row = next(r for r in rows if r["input_ids"] == [*prompt, served.end_id])
+            wanted = set(sample.answer)
+            verdicts = [served.yes_id if t.name in wanted else served.no_id for t in group.tools]
+            verdicts.append(served.no_id if wanted else served.yes_id)  # "no tool"
+            # each verdict is the label of the token after its mark; nothing else is learnt
+            assert [x for x in row["labels"] if x != IGNORE] == verdicts
 
 
 def test_cuda_trainer_code_path_on_cpu(tokenizer, tmp_path):
@@ -143,9 +152,8 @@ def tiny_run(tiny_gguf, tokenizer, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-home")
     paths = Paths.resolve(home=root)
-    # the sequential answer (v2), kept as a run option: its continue threshold is fitted and served
     cfg = TrainConfig(max_steps=12, batch_size=4, group_size=4, lr=3e-3, threads=2, val_fraction=0.25,
-                      start_from="none", replay=8, prompt_format=PROMPT_FORMAT)
+                      start_from="none", replay=8)
     data = Assembled(train=curated_train()[:32])
     eval_file = root / "held_out.jsonl"
     eval_file.write_text("".join(r.model_dump_json() + "\n" for r in curated_eval()[:12]))
@@ -168,11 +176,11 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
     assert served.manifest.base_model.sha256 == tiny_gguf.sha256 and served.file("gguf").name == "router-q8_0.gguf"
     assert manifest.data["n_examples"] == 32 and manifest.hyperparameters["lora_rank"] == 16
     assert manifest.metrics["held_out"]["n"] == 12 and manifest.metrics["general"]["n"] == 10
-    assert manifest.prompt_format == PROMPT_FORMAT and 0.0 < manifest.decoding.continue_threshold < 1.0
-    assert in_start_format(TrainConfig(start_from=str(run_dir))).prompt_format == PROMPT_FORMAT  # runs from it too
+    assert manifest.prompt_format == PROMPT_FORMAT and manifest.decoding.top_threshold is not None
     safe = manifest.metrics["safe_side"]  # narrow mode's safe side, fitted on the same calibration pass
     assert manifest.decoding.keep_threshold == safe["keep_threshold"] and 0 <= safe["turn_recall"] <= 1
-    assert manifest.decoding.tool_thresholds == {"none": safe["no_tool_threshold"]}
+    fitted = safe["no_tool_threshold"]  # None when too few no-tool decisions to fit it on: the default then
+    assert manifest.decoding.tool_thresholds == ({} if fitted is None else {"none": fitted})
     assert manifest.gate["user"]["n"] == 12 and manifest.gate["general"]["n"] == 10
     assert manifest.hardware["cpus"] and manifest.durations["train_s"] > 0
     assert set(manifest.durations) == {"assemble_s", "train_s", "export_s", "calibrate_s", "eval_s", "total_s"}
@@ -195,14 +203,16 @@ def test_calibrate_writes_thresholds_that_routers_use(tiny_run, tiny_gguf):
     rates = [row["fallback_rate"] for row in result["tradeoff"]]
     assert rates == sorted(rates) and rates[0] <= rates[-1]  # higher thresholds: more fallbacks
     decoding = ServedRun.open(run_dir).manifest.decoding
-    assert decoding.continue_threshold == result["continue_threshold"]
+    assert (decoding.top_threshold, decoding.extra_threshold) == (result["top_threshold"], result["extra_threshold"])
     assert decoding.tool_thresholds == result["tool_thresholds"]
     service = RouterService(model=run_dir, base_model=tiny_gguf, paths=paths, log_decisions=False, n_threads=2)
     try:
-        assert service.engine.continue_threshold == decoding.continue_threshold
-        assert service.policy.per_tool == decoding.tool_thresholds
+        assert (service.engine.rule.top_threshold, service.engine.rule.extra_threshold) == (
+            decoding.top_threshold, decoding.extra_threshold)
+        # a no-tool threshold the safe side could not fit is the served default ("no tool" needs more)
+        assert service.policy.per_tool == {"none": DEFAULT_NO_TOOL_THRESHOLD, **decoding.tool_thresholds}
         assert decoding.keep_threshold == result["safe_side"]["keep_threshold"] == service.policy.keep
-        assert decoding.tool_thresholds["none"] == result["safe_side"]["no_tool_threshold"]
+        assert decoding.tool_thresholds.get("none") == result["safe_side"]["no_tool_threshold"]
         explicit = RouterService(engine=service.engine, paths=paths, log_decisions=False, tool_thresholds={"exec": 0.7})
         assert explicit.policy.per_tool == {"exec": 0.7, "none": DEFAULT_NO_TOOL_THRESHOLD}
     finally:
@@ -339,14 +349,14 @@ def test_cli_conventions(home, tmp_path):
     assert missing.returncode in (1, 5) and "Traceback" not in missing.stderr
 
 
-def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(tiny_gguf, tmp_path):
-    """Format v3 end to end on the tiny model: pretraining on per-tool verdicts fits the
-    verdict rule (no continue threshold) and the safe side on the same pass; a router serves
-    the run in v3 with that rule (a score for every offered tool); a user run started from it
-    continues in v3 without being told."""
+def test_a_general_run_fits_its_rule_and_never_follows_no_tool_and_user_runs_start_from_it(tiny_gguf, tmp_path):
+    """Pretraining on the tiny model fits the verdict rule and the safe side on the same
+    pass; a router serves the run with that rule (a score for every offered tool); its
+    "no tool" is never followed in narrow mode, also after ``calibrate --safe-side-only``; a
+    user run starts from it; a run in another prompt format is refused, saying what to do."""
     from support import SHARED
 
-    from openhoof_router.core.verdict_prompt import VERDICT_FORMAT
+    from openhoof_router.learning.evaluation.calibrate_run import calibrate_run
     from openhoof_router.learning.evaluation.safe_side import NEVER
     from openhoof_router.learning.pretrain import GENERAL_DEFAULTS, pretrain
     from openhoof_router.learning.run import run
@@ -357,11 +367,10 @@ def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(t
         pytest.skip("the Seal-Tools corpus is not in shared/corpora")
     paths = Paths.resolve(home=tmp_path / "home")
     cfg = GENERAL_DEFAULTS.model_copy(update={"max_steps": 2, "batch_size": 4, "group_size": 4, "threads": 2})
-    assert cfg.prompt_format == VERDICT_FORMAT  # the default: what the shipped adapter speaks
     general = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
                        progress=False)
     fit = general.metrics["decoding_fit"]
-    assert general.prompt_format == VERDICT_FORMAT and "continue_threshold" not in fit
+    assert general.prompt_format == PROMPT_FORMAT and set(fit) >= {"top_threshold", "extra_threshold"}
     assert (general.decoding.top_threshold, general.decoding.extra_threshold) == (fit["top_threshold"],
                                                                                  fit["extra_threshold"])
     assert general.decoding.keep_threshold == general.metrics["safe_side"]["keep_threshold"]
@@ -370,19 +379,30 @@ def test_a_verdict_run_fits_its_rule_serves_in_v3_and_user_runs_continue_in_it(t
     service = RouterService(model=run_dir, base_model=tiny_gguf, paths=paths, log_decisions=False, n_threads=2)
     try:
         engine = service.engine
-        assert engine.verdicts and (engine.rule.top_threshold, engine.rule.extra_threshold) == (
-            fit["top_threshold"], fit["extra_threshold"])
+        assert (engine.rule.top_threshold, engine.rule.extra_threshold) == (fit["top_threshold"],
+                                                                            fit["extra_threshold"])
         decision = service.route("check disk space", ["exec", "notify", "memory_read"])
         assert decision.valid and list(decision.scores) == ["exec", "notify", "memory_read"]
-        assert decision.continue_probs == []  # no sequential answer was decoded
     finally:
         service.close()
-
     eval_file = tmp_path / "held_out.jsonl"
     eval_file.write_text("".join(r.model_dump_json() + "\n" for r in curated_eval()[:8]))
+    again = calibrate_run(paths, run_dir, eval_file, threads=2, progress=False, base_model=tiny_gguf,
+                          safe_side_only=True)
+    assert again["safe_side"]["no_tool_threshold"] == NEVER
+    assert ServedRun.open(run_dir).manifest.decoding.tool_thresholds["none"] == NEVER
+
     user_cfg = TrainConfig(max_steps=2, batch_size=4, group_size=4, threads=2, val_fraction=0.25,
                            start_from=str(run_dir), replay=0)
     user = run(paths, user_cfg, base_model=tiny_gguf, eval_file=eval_file, progress=False,
                data=Assembled(train=curated_train()[:16]), general_limit=0, force_promote=True)
-    assert user.prompt_format == VERDICT_FORMAT and user.start_from == general.run_id
-    assert user.hyperparameters["prompt_format"] == VERDICT_FORMAT and user.decoding.top_threshold is not None
+    assert user.prompt_format == PROMPT_FORMAT and user.start_from == general.run_id
+    assert user.decoding.top_threshold is not None
+
+    from openhoof_router.learning.run import start_adapter
+    from openhoof_router.store.runs import RunError, RunManifest
+
+    old = RunManifest.load(run_dir).model_copy(update={"prompt_format": "openhoof-v2"})
+    old.save(run_dir)
+    with pytest.raises(RunError, match="retrain it"):
+        start_adapter(str(run_dir), tiny_gguf)

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("openhoof_router.core",)),
     ("store", ("openhoof_router.store",)),
     ("models", ("openhoof_router.models",)),
-    ("engine", ("openhoof_router.core.engine", "openhoof_router.core.decoding", "openhoof_router.core.verdicts")),
+    ("engine", ("openhoof_router.core.engine", "openhoof_router.core.verdicts")),
     ("serving", ("openhoof_router.serving",)),
     ("langchain", ("openhoof_router.langchain",)),
     ("learning", ("openhoof_router.learning",)),

@@ -1,34 +1,30 @@
-"""The one prompt format: rendering, context, answer order, and the never-raising parser."""
+"""The one prompt format: rendering, earlier turns, verdict marks."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from openhoof_router.core.answer_text import parse_answer
 from openhoof_router.core.prompt import (
-    END,
-    answer_order,
     clean_text,
-    render_answer,
     render_prompt,
     render_tool_block,
     render_tool_line,
     render_user_turn,
 )
-from openhoof_router.core.records import NO_TOOL, PastToolCall, PastTurn
+from openhoof_router.core.records import PastToolCall, PastTurn
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
 
-NAMES = ["memory_write", "memory_read", "shared_search", "notify", "exec", "list_tools"]
 
-
-def test_prompt_is_tool_block_plus_user_turn(builtin):
+def test_prompt_is_tool_block_plus_user_turn_plus_verdict_marks(builtin):
     prompt = render_prompt(builtin, "Check disk space")
-    assert prompt == render_tool_block(builtin) + render_user_turn("Check disk space")
+    marks = "".join(f"{t.name}?" for t in builtin) + "none?"
+    assert prompt == render_tool_block(builtin) + render_user_turn("Check disk space") + marks
     assert prompt.startswith("<start_of_turn>developer\n")
-    assert prompt.endswith("<start_of_turn>user\nCheck disk space<end_of_turn>\n<start_of_turn>model\n")
+    assert prompt.endswith("<start_of_turn>user\nCheck disk space<end_of_turn>\n<start_of_turn>model\n" + marks)
     for tool in builtin:
         assert f"\n{tool.name}(" in prompt
 
@@ -38,24 +34,21 @@ def test_tool_block_depends_only_on_tools(builtin):
     assert render_tool_block(builtin) != render_tool_block(builtin[:3])
 
 
-def test_context_goes_in_the_user_turn_not_the_cached_block(builtin):
+def test_earlier_turns_are_real_turns_after_the_cached_block(builtin):
     context = [PastTurn(user="check disk space on prod", tools=[PastToolCall(name="exec", result="/dev/sda1 42%")],
                         reply="Prod is at 42%."),
                PastTurn(user="thanks\nbye", reply="")]
     turn = render_user_turn("what about staging?", context)
-    assert turn == ("<start_of_turn>user\nEarlier:\nuser: check disk space on prod\ntools: exec -> /dev/sda1 42%\n"
-                    "assistant: Prod is at 42%.\nuser: thanks bye\nNow: what about staging?<end_of_turn>\n"
-                    "<start_of_turn>model\n")
+    assert turn == ("<start_of_turn>user\ncheck disk space on prod<end_of_turn>\n<start_of_turn>model\n"
+                    "tools: exec -> /dev/sda1 42%\nassistant: Prod is at 42%.<end_of_turn>\n"
+                    "<start_of_turn>user\nthanks bye<end_of_turn>\n<start_of_turn>model\n-<end_of_turn>\n"
+                    "<start_of_turn>user\nwhat about staging?<end_of_turn>\n<start_of_turn>model\n")
     assert render_prompt(builtin, "what about staging?", context).startswith(render_tool_block(builtin))
-    assert render_user_turn("hi", []) == render_user_turn("hi")  # no context: the plain single-turn form
+    # append-only: the next message's prompt starts with this conversation's earlier turns
+    assert turn.startswith(render_user_turn("check disk space on prod", [])[: -len("<start_of_turn>model\n")])
+    assert render_user_turn("hi", []) == render_user_turn("hi")
     long = PastTurn(user="x" * 500, tools=[PastToolCall(name="exec", result="y" * 500)])
     assert len(render_user_turn("go", [long])) < 400  # earlier turns stay compact
-
-
-def test_answers_name_tools_in_list_order():
-    offered = ["memory_write", "exec", "notify"]
-    assert answer_order(["notify", "exec"], offered) == ["exec", "notify"]
-    assert answer_order(["notify", "notify", "memory_write"], offered) == ["memory_write", "notify"]
 
 
 def test_detail_levels_shorten_tool_lines():
@@ -69,56 +62,6 @@ def test_text_is_cleaned_for_the_model():
     assert clean_text("a\ud800b") == "a\ufffdb"  # a lone surrogate (json.loads makes them)
     assert clean_text("a\x00b\x1bc\u2028d") == "a b c d"
     assert clean_text("keeps\ttabs\nand newlines") == "keeps\ttabs\nand newlines"
-
-
-@pytest.mark.parametrize("names", [[], ["exec"], ["shared_search", "notify"], ["memory_read", "exec", "notify"]])
-def test_answer_round_trip(names):
-    parsed = parse_answer(render_answer(names), NAMES)
-    assert parsed.valid and parsed.error is None
-    assert [c.name for c in parsed.tool_calls] == names
-
-
-def test_no_tool_answer():
-    assert render_answer([]) == NO_TOOL + END
-    parsed = parse_answer("none<end_of_turn>", NAMES)
-    assert parsed.valid and parsed.tool_calls == []
-
-
-def test_unknown_name_never_comes_out():
-    parsed = parse_answer("exec,rm_rf_everything<end_of_turn>", NAMES)
-    assert not parsed.valid
-    assert [c.name for c in parsed.tool_calls] == ["exec"]
-    assert "rm_rf_everything" in parsed.error
-
-
-@pytest.mark.parametrize(
-    "raw",
-    ["", "   ", "<end_of_turn>", "{\"tool_calls\": [{\"name\": \"exec\"", "[[[", "exec{\"command\": ", "!!! ???",
-     "{\"tool_calls\": 5}", "{\"tool_calls\": [{\"arguments\": {}}]}"],
-)
-def test_garbage_is_invalid_not_an_exception(raw):
-    parsed = parse_answer(raw, NAMES)
-    assert not parsed.valid
-    assert parsed.error
-
-
-def test_other_answer_forms():
-    as_json = json.dumps({"tool_calls": [{"name": "exec", "arguments": {"command": "df -h"}}]})
-    parsed = parse_answer(as_json, NAMES)
-    assert parsed.valid and parsed.tool_calls[0].arguments == {"command": "df -h"}
-    fg = "<start_function_call>call:notify{title:<escape>Disk<escape>,message:<escape>full<escape>}<end_function_call>"
-    parsed = parse_answer(fg, NAMES)
-    assert parsed.valid and parsed.tool_calls[0].name == "notify"
-    assert parsed.tool_calls[0].arguments == {"title": "Disk", "message": "full"}
-    parsed = parse_answer('exec{"command": "uptime"},notify', NAMES)
-    assert [c.name for c in parsed.tool_calls] == ["exec", "notify"]
-    assert parsed.tool_calls[0].arguments == {"command": "uptime"}
-
-
-@given(st.text(max_size=200))
-def test_parser_never_raises_and_only_offers_known_names(raw):
-    parsed = parse_answer(raw, NAMES)
-    assert all(c.name in NAMES for c in parsed.tool_calls)
 
 
 def test_tool_list_validation():

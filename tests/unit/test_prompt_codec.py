@@ -13,7 +13,6 @@ from openhoof_router.core.prompt import (
     START,
     PromptCodec,
     Tokenizer,
-    render_answer,
     render_tool_block,
     render_user_turn,
 )
@@ -79,12 +78,13 @@ def test_the_tool_block_is_cached_per_tool_list(codec):
     assert codec.tool_block(TOOLS[:2]) != first and codec.tool_block(TOOLS, 1) != first
 
 
-def test_a_training_example_is_the_served_tokens_and_the_answer(codec):
+def test_a_training_example_is_the_served_tokens_and_a_label_per_mark(codec):
     example = codec.encode(TOOLS, "check disk", ["notify", "exec"])
     assert example.prefix == codec.tool_block(TOOLS)
     assert list(example.user) == codec.user_turn("check disk")
-    assert TOK.decode(example.answer) == render_answer(["exec", "notify"])  # listed order, end marker
-    assert TOK.decode(codec.encode(TOOLS, "thanks", []).answer) == render_answer([])
+    assert example.segment == codec.segment(TOOLS)
+    assert example.labels == (1, 1, 0, 0)  # exec, notify, memory_read, then "no tool"
+    assert codec.encode(TOOLS, "thanks", []).labels == (0, 0, 0, 1)
 
 
 def test_the_tool_block_loses_detail_before_it_is_refused(codec):

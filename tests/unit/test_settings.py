@@ -104,7 +104,7 @@ def test_paths_and_models_are_accepted_as_objects(tmp_path):
 
 
 def test_a_runs_fitted_thresholds_serve_under_explicit_ones():
-    fitted = Decoding(continue_threshold=0.3, threshold=0.7, tool_thresholds={"exec": 0.9, "none": 0.6})
+    fitted = Decoding(top_threshold=0.3, threshold=0.7, tool_thresholds={"exec": 0.9, "none": 0.6})
     # the safe side: "no tool" needs more than a tool unless fitted, or the caller set one bar for all
     assert ThresholdPolicy.served(Decoding()) == ThresholdPolicy(DEFAULT_THRESHOLD, {"none": DEFAULT_NO_TOOL_THRESHOLD})
     assert ThresholdPolicy.served(Decoding(), 0.0) == ThresholdPolicy(0.0, {})

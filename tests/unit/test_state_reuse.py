@@ -113,12 +113,6 @@ class _Counting(Backend):
     def feed(self, ids: Sequence[int]) -> np.ndarray:
         return np.zeros(4, dtype=np.float32)
 
-    def mark(self) -> int:
-        return 0
-
-    def rewind(self, mark: int) -> None:
-        pass
-
     def _free(self) -> None:
         type(self).freed += 1
 

@@ -1,14 +1,13 @@
-"""Per-tool verdicts (format v3, built beside the sequential decoder) without a model: the
-v3 codec's ids and positions (on the character stub tokenizer of test_prompt_codec), the
+"""Per-tool verdicts without a model: the codec's verdict marks, their ids and positions (on the character stub tokenizer of test_prompt_codec), the
 decision rule, and the fitting of its thresholds (the safe side's: see test_safe_side)."""
 
 from __future__ import annotations
 
 import pytest
 
+from openhoof_router.core.prompt import PromptCodec, render_prompt
 from openhoof_router.core.records import PastToolCall, PastTurn, RoutingDecision
 from openhoof_router.core.tools import ToolSpec
-from openhoof_router.core.verdict_prompt import VerdictCodec, render_verdict_prompt
 from openhoof_router.core.verdicts import VerdictRule, Verdicts, confidence
 from openhoof_router.learning.evaluation.calibrate import fit_verdict_rule, rule_answer
 from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
@@ -20,14 +19,14 @@ CONTEXT = [PastTurn(user="check the disk", tools=[PastToolCall(name="t1", result
 
 
 @pytest.fixture()
-def codec() -> VerdictCodec:
-    return VerdictCodec(TOK)
+def codec() -> PromptCodec:
+    return PromptCodec(TOK)
 
 
 def test_ids_spell_the_rendered_prompt(codec):
-    ex = codec.encode_verdicts(TOOLS, "and the memory?", ["t3"], CONTEXT)
+    ex = codec.encode(TOOLS, "and the memory?", ["t3"], CONTEXT)
     text = TOK.decode(ex.prefix + ex.user + ex.segment.ids)
-    assert text == BOS + render_verdict_prompt(TOOLS, "and the memory?", CONTEXT)
+    assert text == BOS + render_prompt(TOOLS, "and the memory?", CONTEXT)
 
 
 def test_one_named_mark_per_tool_then_no_tool(codec):
@@ -47,9 +46,9 @@ def test_a_mark_is_the_same_token_whatever_the_name_ends_with(codec):
 
 
 def test_labels_mark_the_needed_tools_and_no_tool(codec):
-    ex = codec.encode_verdicts(TOOLS[:3], "x", ["t2", "t0"])
+    ex = codec.encode(TOOLS[:3], "x", ["t2", "t0"])
     assert ex.labels == (1, 0, 1, 0)
-    assert codec.encode_verdicts(TOOLS[:3], "x", []).labels == (0, 0, 0, 1)
+    assert codec.encode(TOOLS[:3], "x", []).labels == (0, 0, 0, 1)
 
 
 def test_earlier_turns_are_append_only(codec):

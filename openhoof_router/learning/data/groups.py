@@ -2,8 +2,8 @@
 
 A :class:`Group` is one tool list (in the order it is shown) and the requests routed over
 it. Every trainer encodes groups with the one :class:`~openhoof_router.core.prompt.PromptCodec`
-into an :class:`EncodedGroup`: the tool block's ids once, then each request's user-turn
-and answer ids, exactly as the router tokenizes a call. The CPU trainer runs the tool
+into an :class:`EncodedGroup`: the tool block's ids once, then each request's user turn
+and verdict marks as ids with a label per mark, exactly as the router tokenizes a call. The CPU trainer runs the tool
 block once per group; the others simply repeat it per example.
 """
 
@@ -13,12 +13,10 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
 
 from openhoof_router.core.prompt import PromptCodec
 from openhoof_router.core.records import PastTurn, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, builtin_catalog, to_spec
-from openhoof_router.core.verdict_prompt import VerdictCodec
 
 
 @dataclass
@@ -37,22 +35,6 @@ class Group:
     level: int = 0
     """Level of detail of the tool lines (``prompt.DETAIL_LEVELS``)."""
     source: str = ""
-
-
-@dataclass(frozen=True)
-class EncodedGroup:
-    prefix: tuple[int, ...]
-    items: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
-    """(user ids, answer ids) per request."""
-
-    @property
-    def tokens(self) -> int:
-        return len(self.prefix) + sum(len(u) + len(a) for u, a in self.items)
-
-    @property
-    def lengths(self) -> list[int]:
-        """Each request's tokens after the tool block."""
-        return [len(u) + len(a) for u, a in self.items]
 
 
 def record_tools(rec: TrainingRecord, catalog: dict[str, ToolSpec] | None = None) -> list[ToolSpec]:
@@ -91,29 +73,8 @@ def records_to_groups(records: Iterable[TrainingRecord], *, group_size: int, see
     return groups
 
 
-def encode_groups(codec: PromptCodec, groups: Sequence[Group], *, max_tokens: int) -> tuple[list[EncodedGroup], int]:
-    """Encode groups; requests longer than ``max_tokens`` are dropped (and counted)."""
-    out, dropped = [], 0
-    for group in groups:
-        names = [t.name for t in group.tools]
-        vocab = codec.vocabulary(names)
-        prefix = codec.tool_block(group.tools, group.level)
-        items = []
-        for s in group.samples:
-            user = tuple(codec.user_turn(s.message, s.context))
-            answer = tuple(vocab.answer_ids([n for n in s.answer if n in vocab.name_ids]))
-            if len(prefix) + len(user) + len(answer) > max_tokens:
-                dropped += 1
-                continue
-            items.append((user, answer))
-        if items:
-            out.append(EncodedGroup(prefix, tuple(items)))
-    return out, dropped
-
-
-
 @dataclass(frozen=True)
-class VerdictItem:
+class EncodedItem:
     """One request of a group as ids: user turn (earlier turns included) + verdict segment,
     the verdict positions within them, and the label at each (1 = needed; "no tool" last)."""
 
@@ -123,9 +84,9 @@ class VerdictItem:
 
 
 @dataclass(frozen=True)
-class VerdictGroup:
+class EncodedGroup:
     prefix: tuple[int, ...]
-    items: tuple[VerdictItem, ...]
+    items: tuple[EncodedItem, ...]
 
     @property
     def tokens(self) -> int:
@@ -136,10 +97,7 @@ class VerdictGroup:
         return [len(i.ids) for i in self.items]
 
 
-G = TypeVar("G", EncodedGroup, VerdictGroup)
-
-
-def split_group(group: G, budget: int) -> list[G]:
+def split_group(group: EncodedGroup, budget: int) -> list[EncodedGroup]:
     """``group`` in pieces whose requests, padded to the piece's longest, take at most
     ``budget`` tokens (a request longer than that is a piece of its own); the group itself
     when it fits.
@@ -159,22 +117,23 @@ def split_group(group: G, budget: int) -> list[G]:
     return [replace(group, items=tuple(group.items[i] for i in piece)) for piece in pieces]
 
 
-def encode_verdict_groups(codec: VerdictCodec, groups: Sequence[Group], *,
-                          max_tokens: int) -> tuple[list[VerdictGroup], int]:
-    """Encode groups for verdict training; requests longer than ``max_tokens`` are dropped (and counted)."""
+def encode_groups(codec: PromptCodec, groups: Sequence[Group], *,
+                  max_tokens: int) -> tuple[list[EncodedGroup], int]:
+    """Encode groups for training; requests longer than ``max_tokens`` are dropped (and counted)."""
     out, dropped = [], 0
     for group in groups:
         items = []
         for s in group.samples:
-            ex = codec.encode_verdicts(group.tools, s.message, s.answer, s.context, level=group.level)
+            ex = codec.encode(group.tools, s.message, s.answer, s.context, level=group.level)
             ids = ex.user + ex.segment.ids
             if len(ex.prefix) + len(ids) > max_tokens:
                 dropped += 1
                 continue
-            items.append(VerdictItem(ids, tuple(len(ex.user) + p for p in ex.segment.positions), ex.labels))
+            items.append(EncodedItem(ids, tuple(len(ex.user) + p for p in ex.segment.positions), ex.labels))
         if items:
-            out.append(VerdictGroup(codec.tool_block(group.tools, group.level), tuple(items)))
+            out.append(EncodedGroup(codec.tool_block(group.tools, group.level), tuple(items)))
     return out, dropped
+
 
 def split_records(records: Sequence[TrainingRecord],
                   fraction: float) -> tuple[list[TrainingRecord], list[TrainingRecord]]:

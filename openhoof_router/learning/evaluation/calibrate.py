@@ -3,18 +3,11 @@
 Two things are fitted, both written into the run's manifest (``decoding``) and used by
 every router that serves the run:
 
-- how decisions become answers (:func:`fit_decoding`), by prompt format:
-
-  - v2, the **continue threshold**: after a tool, the model names another when
-    ``P(,) / (P(,) + P(end))`` reaches it. Greedy decoding (0.5) stops too early on
-    multi-tool turns. One decoding pass with the threshold at 0 records every continue
-    probability along the answer, so each candidate threshold is scored without decoding
-    again; the best exact-set accuracy wins (ties: the one nearest 0.5);
-  - v3, the **verdict rule** (:class:`~openhoof_router.core.verdicts.VerdictRule`): the
-    best tool is named when its P(needed) reaches ``top_threshold``, every other one
-    reaching ``extra_threshold`` beside it. One routing pass records every tool's P(needed);
-    the best exact-set accuracy on the grid wins (ties: the lower thresholds, so the router
-    leans towards offering a tool).
+- how decisions become answers (:func:`fit_verdict_rule`), the **verdict rule**
+  (:class:`~openhoof_router.core.verdicts.VerdictRule`): the best tool is named when its
+  P(needed) reaches ``top_threshold``, every other one reaching ``extra_threshold`` beside
+  it. One routing pass records every tool's P(needed); the best exact-set accuracy on the
+  grid wins (ties: the lower thresholds, so the router leans towards offering a tool).
 - **per-tool thresholds** on the decision scores: for each tool (and ``none``), the
   lowest score at which the decisions naming it are right at least ``target`` of the
   time on the held-out split plus the confirmed and corrected decisions of the outcome
@@ -33,70 +26,16 @@ from dataclasses import dataclass, field
 from openhoof_router.core.engine import RouterEngine
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
 from openhoof_router.core.verdicts import VerdictRule
-from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem, cut_at, predicted, route_all
+from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem, predicted, route_all
 
-CONTINUE_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 SCORE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
-
-
-@dataclass
-class ContinueFit:
-    threshold: float
-    accuracy: float
-    greedy_accuracy: float
-    """Accuracy at 0.5, for comparison."""
-    table: list[tuple[float, float]] = field(default_factory=list)
-    decisions: list[RoutingDecision] = field(default_factory=list)
-    """The threshold-0 decisions (reused to fit score thresholds)."""
-
-    @property
-    def answers(self) -> list[frozenset[str]]:
-        """Each decision's tools at the fitted threshold."""
-        return at_threshold(self.decisions, self.threshold)
-
-    @property
-    def decoding(self) -> dict[str, float]:
-        """The :class:`~openhoof_router.store.runs.Decoding` fields this fit sets."""
-        return {"continue_threshold": self.threshold}
-
-    def headline(self) -> str:
-        return (f"continue threshold {self.threshold} ({self.accuracy:.1%} on {len(self.decisions)} messages; "
-                f"greedy: {self.greedy_accuracy:.1%})")
-
-
-def continue_decisions(engine: RouterEngine, items: Sequence[EvalItem], *,
-                       progress: bool = True) -> list[RoutingDecision]:
-    """Decode every item with the continue threshold at 0 (every continue probability recorded)."""
-    saved = engine.continue_threshold
-    engine.continue_threshold = 0.0
-    try:
-        return route_all(engine, items, progress=progress, desc="calibrating")
-    finally:
-        engine.continue_threshold = saved
-
-
-def at_threshold(decisions: Sequence[RoutingDecision], threshold: float) -> list[frozenset[str]]:
-    return [cut_at(d, d.continue_probs, threshold) for d in decisions]
-
-
-def fit_continue_threshold(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True,
-                           decisions: Sequence[RoutingDecision] | None = None) -> ContinueFit:
-    decisions = list(decisions) if decisions is not None else continue_decisions(engine, items, progress=progress)
-
-    def accuracy(threshold: float) -> float:
-        got = at_threshold(decisions, threshold)
-        return sum(g == item.expected for g, item in zip(got, items, strict=True)) / max(1, len(items))
-
-    table = [(t, accuracy(t)) for t in CONTINUE_GRID]
-    best = max(table, key=lambda row: (round(row[1], 9), -abs(row[0] - 0.5)))
-    return ContinueFit(best[0], best[1], accuracy(0.5), table, decisions)
 
 
 RULE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def rule_answer(decision: RoutingDecision, rule: VerdictRule) -> frozenset[str]:
-    """The tools a v3 decision names under ``rule`` (its scores are every tool's P(needed), in list order)."""
+    """The tools a decision names under ``rule`` (its scores are every tool's P(needed), in list order)."""
     if not decision.valid:
         return frozenset({INVALID})
     names = list(decision.scores)
@@ -105,7 +44,7 @@ def rule_answer(decision: RoutingDecision, rule: VerdictRule) -> frozenset[str]:
 
 @dataclass
 class RuleFit:
-    """The v3 verdict rule fitted on routed items."""
+    """The verdict rule fitted on routed items."""
 
     rule: VerdictRule
     accuracy: float
@@ -145,16 +84,6 @@ def fit_verdict_rule(engine: RouterEngine, items: Sequence[EvalItem], *, progres
                 best = (acc, rule)
     assert best is not None
     return RuleFit(best[1], best[0], accuracy(VerdictRule(max_tools=max_tools)), decisions)
-
-
-DecodingFit = ContinueFit | RuleFit
-
-
-def fit_decoding(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True) -> DecodingFit:
-    """How ``engine``'s decisions become answers, fitted on ``items`` for its prompt format."""
-    if engine.verdicts:
-        return fit_verdict_rule(engine, items, progress=progress)
-    return fit_continue_threshold(engine, items, progress=progress)
 
 
 # -- per-tool score thresholds ---------------------------------------------------------------

@@ -17,8 +17,8 @@ from openhoof_router.learning.data.groups import record_tools
 from openhoof_router.learning.evaluation.calibrate import (
     MIN_SUPPORT,
     Scored,
-    fit_decoding,
     fit_tool_thresholds,
+    fit_verdict_rule,
     out_of_reach,
     support,
     tradeoff,
@@ -50,18 +50,20 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
                   plot: Path | None = None, base_model: Any = None, safe_side_only: bool = False) -> dict[str, Any]:
     """Fit and (``write``) store the run's serving thresholds; ``safe_side_only`` writes only the
     no-tool and keep thresholds (for a run whose calibration tools are not the user's, such as
-    the shipped general adapter: its per-tool thresholds would name tools no user has)."""
+    the shipped general adapter: its per-tool thresholds would name tools no user has). Such a
+    run, and any general run, never follows "no tool" (:func:`.safe_side.fit_safe_side`)."""
     run = ServedRun.open(run_dir) if run_dir else ModelRegistry(paths).latest_run()
     items = load_eval_items(data_file)[0] if data_file else held_out_items()
     items += feedback_items(paths)
     engine = engine_for(run, resolve_base_model(base_model, paths), threads, paths)
     try:
-        fit = fit_decoding(engine, items, progress=progress)
+        fit = fit_verdict_rule(engine, items, progress=progress)
     finally:
         engine.close()
     scored = [Scored.of(d, item.expected, got) for d, item, got in zip(fit.decisions, items, fit.answers, strict=True)]
     default, per_tool = fit_tool_thresholds(scored, target=target)
-    safe = fit_safe_side(scored)
+    # a general run's held-out requests are the corpus's, not the user's: its "no tool" is never followed
+    safe = fit_safe_side(scored, trust_no_tool=run.manifest.kind != "general" and not safe_side_only)
     if safe.no_tool_threshold is not None:  # "no tool" is held to the safe side's precision, not the target
         per_tool[NO_TOOL] = safe.no_tool_threshold
     counts = support(scored)

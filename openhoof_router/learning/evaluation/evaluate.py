@@ -278,17 +278,6 @@ def evaluate(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool 
     return score(items, [predicted(d) for d in decisions], [d.latency_ms for d in decisions], skipped)
 
 
-def cut_at(decision: RoutingDecision, continue_probs: Sequence[float], threshold: float) -> frozenset[str]:
-    """The tool set a decision decoded with threshold 0 would have had with ``threshold``."""
-    if not decision.valid:
-        return frozenset({INVALID})
-    names = decision.tool_names
-    for k, p in enumerate(continue_probs):
-        if p < threshold:
-            return frozenset(names[: k + 1])
-    return frozenset(names)
-
-
 def summary_row(report: EvalReport) -> dict[str, Any]:
     """The report without the long parts (for manifests and tables)."""
     return report.model_dump(exclude={"errors", "confusion", "correct"})

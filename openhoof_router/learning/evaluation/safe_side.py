@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
-from openhoof_router.learning.evaluation.calibrate import DecodingFit, Scored
+from openhoof_router.learning.evaluation.calibrate import RuleFit, Scored
 from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
 from openhoof_router.serving.policy import ThresholdPolicy
 from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD
@@ -168,7 +168,7 @@ def fit_safe_side(items: Sequence[Scored], *, precision: float = PRECISION, reca
                     notes)
 
 
-def safe_side_of(fit: DecodingFit, items: Sequence[EvalItem], **kwargs: Any) -> SafeSide:
-    """The safe side fitted on a decoding fit's decisions, with the answers it fitted."""
+def safe_side_of(fit: RuleFit, items: Sequence[EvalItem], **kwargs: Any) -> SafeSide:
+    """The safe side fitted on a verdict rule fit's decisions, with the answers it fitted."""
     return fit_safe_side([Scored.of(d, item.expected, g) for d, item, g in
                           zip(fit.decisions, items, fit.answers, strict=True)], **kwargs)

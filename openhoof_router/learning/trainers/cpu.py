@@ -1,14 +1,14 @@
 """LoRA training on CPU (transformers + peft), shaped by where the time goes.
 
 Two facts rule a CPU step of Gemma 3 270M:
-  - the 262k-token output head dominates when it runs on every position, so logits are
-    computed only at the answer positions (4.5 s instead of 15 s a step, measured);
+  - the 262k-token output head dominates when it runs on every position, so only the
+    "yes" and "no" rows of it run, and only at the verdict marks;
   - the tool block is most of every prompt and identical within a group, so it runs
     *once* per group: its KV state, computed with the LoRA weights and gradients
     attached, is repeated across the group's requests, and only their short user turns
-    and answers run per request.
-The loss equals a full forward pass over each prompt+answer (tested), at a fraction of the
-cost. Results are deterministic for a given seed and thread count (tested).
+    and verdict marks run per request.
+The loss equals the one computed from a full forward pass over each prompt (tested), at a
+fraction of the cost. Results are deterministic for a given seed and thread count (tested).
 """
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from openhoof_router.core.prompt import PromptCodec
-from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import (
-    EncodedGroup,
-    Group,
-    VerdictGroup,
-    encode_groups,
-    encode_verdict_groups,
-    split_group,
-)
+from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups, split_group
 from openhoof_router.learning.trainers.loop import run_loop
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.allocator import steady_allocator, trim_heap
@@ -63,32 +55,12 @@ def _after_prefix(lm: Any, prefix: Sequence[int], seqs: Sequence[Sequence[int]],
     return decoder(input_ids=suffix, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
 
 
-def group_loss(lm: Any, group: EncodedGroup, pad_id: int = 0):
-    """Summed cross-entropy over the answer tokens of a group sharing one prefix."""
-    import torch
-
-    items, head = group.items, lm.lm_head
-    hidden = _after_prefix(lm, group.prefix, [user + answer for user, answer in items], pad_id)
-    rows, cols, targets = [], [], []
-    for i, (user, answer) in enumerate(items):
-        for j, token in enumerate(answer):  # the hidden state *before* each answer token predicts it
-            rows.append(i)
-            cols.append(len(user) - 1 + j)
-            targets.append(token)
-    logits = head(hidden[rows, cols])
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets), reduction="sum")
-
-
-
 LISTWISE_WEIGHT = 0.5
 """Weight of the listwise term: the offered tools (and "no tool") compete for the request."""
 
 
-def verdict_group_loss(lm: Any, group: VerdictGroup, yes_id: int, no_id: int, pad_id: int = 0):
-    """Summed verdict loss of a group sharing one prefix (tool block run once, as above).
+def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: int = 0):
+    """Summed verdict loss of a group sharing one prefix (the tool block runs once).
 
     At each verdict position only two logits matter, "yes" and "no": their difference is
     the tool's margin. Per request: a yes/no cross-entropy averaged separately over needed
@@ -171,7 +143,6 @@ def train_cpu(
     start_from: Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
-    verdicts: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter; saves it in PEFT format to ``out_dir/peft``.
 
@@ -179,8 +150,7 @@ def train_cpu(
     ``start_from`` is a PEFT adapter folder to continue from. ``checkpoint_every`` saves
     the adapter, the optimizer state and the history under ``out_dir/checkpoints``;
     ``resume`` continues from the latest of them, with the same result as an uninterrupted
-    run. ``verdicts``: train the per-tool verdicts (prompt format v3), else the
-    sequential answer (v2).
+    run.
     """
     import torch
 
@@ -198,22 +168,12 @@ def train_cpu(
         assert base is not None, "a base model or a given model is needed"
         model, tokenizer = load_float_model(base, paths, dtype=train_dtype(cfg))
     pad_id = tokenizer.pad_token_id or 0
-    train_enc: list[Any]
-    val_enc: list[Any]
-    if verdicts:
-        vcodec = VerdictCodec(HFTokenizer(tokenizer))
-        train_enc, dropped = encode_verdict_groups(vcodec, train, max_tokens=cfg.max_tokens)
-        val_enc, _ = encode_verdict_groups(vcodec, val, max_tokens=cfg.max_tokens)
+    codec = PromptCodec(HFTokenizer(tokenizer))
+    train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
+    val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
 
-        def loss_of(g: Any):
-            return verdict_group_loss(lm, g, vcodec.yes_id, vcodec.no_id, pad_id)
-    else:
-        codec = PromptCodec(HFTokenizer(tokenizer))
-        train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
-        val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
-
-        def loss_of(g: Any):
-            return group_loss(lm, g, pad_id)
+    def loss_of(g: EncodedGroup) -> Any:
+        return group_loss(lm, g, codec.yes_id, codec.no_id, pad_id)
     if not train_enc:
         raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
     layout = RunLayout(root=out_dir)

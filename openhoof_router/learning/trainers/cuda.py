@@ -1,9 +1,9 @@
 """LoRA training on CUDA: unsloth ``FastLanguageModel`` + trl ``SFTTrainer``.
 
 The examples reach trl already tokenized by the one prompt codec: each row is the tool
-block, the user turn and the answer as ids, with labels masked (-100) everywhere but the
-answer, so trl trains on exactly the tokens the router serves and computes the loss on
-the answer only. Without unsloth installed, plain transformers + peft load the model on
+block, the user turn and the verdict marks as ids, with labels masked (-100) everywhere but
+the verdict after each mark, so trl trains on exactly the tokens the router serves and
+computes the loss on the verdicts only. Without unsloth installed, plain transformers + peft load the model on
 the GPU instead. ``device="cpu"`` runs the same code path without a GPU (tests).
 """
 
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from openhoof_router.core.prompt import PromptCodec
-from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
+from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint
 from openhoof_router.store.paths import Paths
@@ -26,18 +25,8 @@ from openhoof_router.store.runs import RunLayout
 IGNORE = -100
 
 
-def token_rows(groups: Sequence[EncodedGroup]) -> list[dict[str, list[int]]]:
-    """trl-ready rows: ``input_ids`` = tool block + user turn + answer, ``labels`` = the answer only."""
-    rows = []
-    for group in groups:
-        for user, answer in group.items:
-            prompt = list(group.prefix) + list(user)
-            rows.append({"input_ids": prompt + list(answer), "labels": [IGNORE] * len(prompt) + list(answer)})
-    return rows
-
-
-def verdict_rows(groups: Sequence[VerdictGroup], yes_id: int, no_id: int, end_id: int) -> list[dict[str, list[int]]]:
-    """trl-ready rows for verdict training: ``input_ids`` = tool block + user turn + verdict
+def verdict_rows(groups: Sequence[EncodedGroup], yes_id: int, no_id: int, end_id: int) -> list[dict[str, list[int]]]:
+    """trl-ready rows: ``input_ids`` = tool block + user turn + verdict
     segment (+ an end marker, so the last mark has a successor), ``labels`` = "yes"/"no" at
     the token *after* each mark (causal LMs predict ``labels[t + 1]`` from position ``t``)
     and -100 elsewhere. The model never reads a verdict as input, as when serving. (Full-
@@ -84,7 +73,6 @@ def train_cuda(
     model: Any = None,
     tokenizer: Any = None,
     start_from: Path | None = None,
-    verdicts: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter and save it (PEFT format) to ``out_dir/peft``.
 
@@ -117,17 +105,11 @@ def train_cuda(
             model, tokenizer = load_float_model(base, paths)
     if not use_unsloth:
         model = attach_lora(model, cfg, start_from)
-    if verdicts:
-        vc = VerdictCodec(HFTokenizer(tokenizer))
+    codec = PromptCodec(HFTokenizer(tokenizer))
 
-        def rows_of(groups: Sequence[Group]) -> list[dict[str, list[int]]]:
-            enc = encode_verdict_groups(vc, groups, max_tokens=cfg.max_tokens)[0]
-            return verdict_rows(enc, vc.yes_id, vc.no_id, vc.end_id)
-    else:
-        codec = PromptCodec(HFTokenizer(tokenizer))
-
-        def rows_of(groups: Sequence[Group]) -> list[dict[str, list[int]]]:
-            return token_rows(encode_groups(codec, groups, max_tokens=cfg.max_tokens)[0])
+    def rows_of(groups: Sequence[Group]) -> list[dict[str, list[int]]]:
+        enc = encode_groups(codec, groups, max_tokens=cfg.max_tokens)[0]
+        return verdict_rows(enc, codec.yes_id, codec.no_id, codec.end_id)
     train_rows = rows_of(train)
     val_rows = rows_of(val)
     if not train_rows:

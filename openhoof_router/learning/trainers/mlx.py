@@ -10,9 +10,9 @@ How it maps the seed's (PEFT) hyperparameters:
 - **Targets.** q/k/v/o/gate/up/down projections of every layer (``TARGET_MODULES``).
 - **Optimizer.** AdamW (no weight decay), the shared loop's warm-up + linear decay
   (:mod:`.loop`), global-norm gradient clipping at ``grad_clip``.
-- **Loss.** Cross-entropy on the answer tokens only, summed per example and divided by
-  the step's examples (as the CPU trainer); only the answer positions go through the
-  262k-token output head.
+- **Loss.** The CPU trainer's verdict loss (balanced yes/no cross-entropy per request plus
+  the listwise term), summed per example and divided by the step's examples; only the
+  verdict marks go through the 262k-token output head.
 - **Tokens.** The prompt codec's ids, exactly what the router serves.
 - **Precision.** float32 (bfloat16 is slow on CPU and gains nothing at 270M).
 - **Outputs.** ``out_dir/"mlx"``: ``adapters.safetensors`` + ``adapter_config.json`` in
@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 
 from openhoof_router.core.prompt import PromptCodec
-from openhoof_router.core.verdict_prompt import VerdictCodec
 from openhoof_router.learning.config import TARGET_MODULES, TrainConfig, TrainResult
-from openhoof_router.learning.data.groups import EncodedGroup, Group, VerdictGroup, encode_groups, encode_verdict_groups
+from openhoof_router.learning.data.groups import EncodedGroup, Group, encode_groups
 from openhoof_router.learning.trainers.loop import run_loop
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models import mlx_toolkit
@@ -59,42 +58,6 @@ def lora_scale(cfg: TrainConfig) -> float:
 
 
 def _batch(groups: Sequence[EncodedGroup], pad_id: int):
-    """Inputs (B, L-1), gather positions into the flattened hidden states, targets, mask."""
-    import mlx.core as mx
-
-    items = [(list(g.prefix) + list(u), list(a)) for g in groups for u, a in g.items]
-    seqs = [p + c for p, c in items]
-    length = max(len(s) for s in seqs) - 1
-    width = max(len(c) for _, c in items)
-    inputs = np.full((len(items), length), pad_id, dtype=np.int32)
-    positions = np.zeros((len(items), width), dtype=np.int32)
-    targets = np.zeros((len(items), width), dtype=np.int32)
-    mask = np.zeros((len(items), width), dtype=np.float32)
-    for i, ((prompt, completion), seq) in enumerate(zip(items, seqs, strict=False)):
-        inputs[i, : len(seq) - 1] = seq[:-1]
-        n = len(completion)
-        # hidden state at position t predicts token t + 1
-        positions[i, :n] = i * length + np.arange(len(prompt) - 1, len(prompt) - 1 + n)
-        positions[i, n:] = i * length
-        targets[i, :n] = completion
-        mask[i, :n] = 1.0
-    return (mx.array(inputs), mx.array(positions.reshape(-1)), mx.array(targets.reshape(-1)),
-            mx.array(mask.reshape(-1)), len(items))
-
-
-def answer_loss(model: Any, inputs: Any, positions: Any, targets: Any, mask: Any, n_examples: int):
-    """Summed cross-entropy over the answer tokens, divided by the number of examples."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    hidden = model.model(inputs)
-    flat = hidden.reshape(-1, hidden.shape[-1])[positions]
-    logits = mlx_toolkit.head(model, flat).astype(mx.float32)
-    ce = nn.losses.cross_entropy(logits, targets, reduction="none")
-    return (ce * mask).sum() / n_examples
-
-
-def _verdict_batch(groups: Sequence[VerdictGroup], pad_id: int):
     """Inputs (B, L), gather positions of the verdict marks, labels and their weights."""
     import mlx.core as mx
 
@@ -118,7 +81,7 @@ def _verdict_batch(groups: Sequence[VerdictGroup], pad_id: int):
 
 def verdict_loss(model: Any, pair: tuple[int, int], inputs: Any, positions: Any, labels: Any, valid: Any,
                  n_examples: int):
-    """The CPU trainer's verdict loss (:func:`..cpu.verdict_group_loss`), batched: balanced
+    """The CPU trainer's verdict loss (:func:`..cpu.group_loss`), batched: balanced
     yes/no cross-entropy per request plus the listwise term, over the two logits that matter."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -182,10 +145,8 @@ def train_mlx(
     progress: bool = True,
     *,
     start_from: Path | None = None,
-    verdicts: bool = False,
 ) -> TrainResult:
-    """Train a LoRA adapter with MLX; write ``out_dir/mlx``. ``verdicts``: the per-tool
-    verdicts (format v3, as the CPU trainer), else the sequential answer (v2)."""
+    """Train a LoRA adapter with MLX; write ``out_dir/mlx``."""
     mx, nn, _ = mlx_toolkit.import_mlx()
     import mlx.optimizers as optim
     from mlx_lm.tuner.utils import linear_to_lora_layers
@@ -202,27 +163,15 @@ def train_mlx(
         mx.random.seed(cfg.seed)
         model, tokenizer = mlx_toolkit.load_model(float_checkpoint(base, paths))
         pad_id = tokenizer.pad_token_id or 0
-        train_enc: list[Any]
-        val_enc: list[Any]
-        loss_fn: Any
-        if verdicts:
-            vc = VerdictCodec(HFTokenizer(tokenizer))
-            train_enc, dropped = encode_verdict_groups(vc, train, max_tokens=cfg.max_tokens)
-            val_enc, _ = encode_verdict_groups(vc, val, max_tokens=cfg.max_tokens)
+        codec = PromptCodec(HFTokenizer(tokenizer))
+        train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
+        val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
 
-            def loss_fn(m: Any, *batch: Any) -> Any:
-                return verdict_loss(m, (vc.yes_id, vc.no_id), *batch)
+        def loss_fn(m: Any, *batch: Any) -> Any:
+            return verdict_loss(m, (codec.yes_id, codec.no_id), *batch)
 
-            def make_batch(groups: Sequence[Any]) -> Any:
-                return _verdict_batch(groups, pad_id)
-        else:
-            codec = PromptCodec(HFTokenizer(tokenizer))
-            train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
-            val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
-            loss_fn = answer_loss
-
-            def make_batch(groups: Sequence[Any]) -> Any:
-                return _batch(groups, pad_id)
+        def make_batch(groups: Sequence[EncodedGroup]) -> Any:
+            return _batch(groups, pad_id)
         if not train_enc:
             raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
 
