@@ -28,7 +28,7 @@ def plot_loss(history: Sequence[dict], out: Path, title: str = "LoRA training lo
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (answer tokens)")
+    ax.set_ylabel("loss (verdicts)")
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend()
