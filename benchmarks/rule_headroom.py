@@ -24,13 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import CATEGORIES, DEFAULT_BFCL, load_sets  # noqa: E402
 
+from openhoof_router.core.records import RoutingDecision  # noqa: E402
 from openhoof_router.core.verdicts import VerdictRule  # noqa: E402
-from openhoof_router.learning.evaluation.calibrate import RULE_GRID  # noqa: E402
+from openhoof_router.learning.config import TrainConfig  # noqa: E402
+from openhoof_router.learning.evaluation.calibrate import best_rule, rule_answer  # noqa: E402
+from openhoof_router.learning.run import CALIBRATION_GENERAL  # noqa: E402
+from openhoof_router.store.runs import ServedRun, general_run  # noqa: E402
 
-MAX_TOOLS = 3
 
-
-def route_scores(model: str, threads: int) -> dict[str, list[dict]]:
+def route_scores(run: ServedRun, threads: int) -> dict:
+    """Every set routed by ``run``: each decision's P(needed) per tool, and the engine's ``max_tools``."""
     from openhoof_router.learning.data.assemble import assemble
     from openhoof_router.learning.data.groups import split_records
     from openhoof_router.learning.data.shipped_samples import CALIBRATION_FILE
@@ -38,51 +41,45 @@ def route_scores(model: str, threads: int) -> dict[str, list[dict]]:
     from openhoof_router.learning.run import general_items
     from openhoof_router.serving.selection import engine_for
     from openhoof_router.store.paths import resolve_paths
-    from openhoof_router.store.runs import ServedRun
 
     paths = resolve_paths(None)
-    _, val = split_records(assemble(paths).train, 0.1)
+    _, val = split_records(assemble(paths).train, TrainConfig().val_fraction)
     sets = {"user_val": [to_item(r.model_dump()) for r in val],
             "general_calib": general_items(None, CALIBRATION_FILE), **load_sets(DEFAULT_BFCL, 150)}
-    engine = engine_for(model if model == "general" else ServedRun.open(model), None, threads, paths)
+    engine = engine_for(run, None, threads, paths)
     try:
         out = {}
         for name, items in sets.items():
             decisions = route_all(engine, items, progress=False)
-            out[name] = [{"scores": list(d.scores.values()), "names": list(d.scores), "valid": d.valid,
-                          "expected": sorted(it.expected)} for d, it in zip(decisions, items, strict=True)]
-            print(f"  {model} {name}: {len(items)} routed", file=sys.stderr, flush=True)
+            out[name] = [{"scores": d.scores, "valid": d.valid, "expected": sorted(it.expected)}
+                         for d, it in zip(decisions, items, strict=True)]
+            print(f"  {run.run_id} {name}: {len(items)} routed", file=sys.stderr, flush=True)
     finally:
         engine.close()
-    return out
+    return {"max_tools": engine.max_tools, "sets": out}
 
 
-def accuracy(records: list[dict], rule: VerdictRule) -> float:
-    right = sum(r["valid"] and frozenset(r["names"][i] for i in rule.select(r["scores"])) == frozenset(r["expected"])
-                for r in records)
-    return right / max(1, len(records))
+Scored = list[tuple[RoutingDecision, frozenset[str]]]
 
 
-def rules() -> list[VerdictRule]:
-    """The grid ``hoof-train calibrate`` searches, in its order (ties: the lower thresholds)."""
-    return [VerdictRule(t, e, MAX_TOOLS) for t in RULE_GRID for e in RULE_GRID if e >= t]
+def accuracy(records: Scored, rule: VerdictRule) -> float:
+    return sum(rule_answer(d, rule) == expected for d, expected in records) / max(1, len(records))
 
 
-def best(sets: list[list[dict]]) -> VerdictRule:
-    """The grid rule with the best mean accuracy over ``sets`` (first found on ties)."""
-    top = None
-    for rule in rules():
-        value = statistics.mean(accuracy(records, rule) for records in sets)
-        if top is None or value > top[0] + 1e-9:
-            top = (value, rule)
-    assert top is not None
-    return top[1]
+def figures(sets: dict[str, Scored], rule: VerdictRule) -> dict[str, float]:
+    row = {c: accuracy(sets[f"bfcl:{c}"], rule) for c in CATEGORIES}
+    return {"bfcl_mean": statistics.mean(row.values()), **row, "openhoof": accuracy(sets["openhoof"], rule),
+            "followups": accuracy(sets["followups"], rule)}
 
 
-def figures(s: dict[str, list[dict]], rule: VerdictRule) -> dict[str, float]:
-    row = {c: accuracy(s[f"bfcl:{c}"], rule) for c in CATEGORIES}
-    return {"bfcl_mean": statistics.mean(row.values()), **row, "openhoof": accuracy(s["openhoof"], rule),
-            "followups": accuracy(s["followups"], rule)}
+def served(run: ServedRun, max_tools: int) -> VerdictRule:
+    """The rule a router serves ``run`` with."""
+    return VerdictRule.fitted(run.manifest.decoding.top_threshold, run.manifest.decoding.extra_threshold, max_tools)
+
+
+def best(sets: list[Scored], max_tools: int) -> VerdictRule:
+    """The rule ``hoof-train calibrate`` would fit on these sets (their mean accuracy)."""
+    return best_rule(lambda rule: statistics.mean(accuracy(records, rule) for records in sets), max_tools)[0]
 
 
 def main() -> None:
@@ -95,31 +92,29 @@ def main() -> None:
     print("| model | rule | top / extra | BFCL mean | parallel_multiple | live_simple | irrelevance | OpenHoof "
           "| follow-ups |")
     print("|---|---|---|---|---|---|---|---|---|")
+    shipped = general_run()
     for spec in args.models:
         label, model = spec.split("=", 1)
+        run = shipped if model == "general" else ServedRun.open(model)
+        if run is None:
+            sys.exit("no general adapter is installed")
         path = args.scores / f"scores-{label}.json"
         if not path.exists():
-            path.write_text(json.dumps(route_scores(model, args.threads)))
-        s = json.loads(path.read_text())
-        decoding = {}
-        if model != "general":
-            decoding = json.loads((Path(model) / "manifest.json").read_text())["decoding"]
-        else:
-            from openhoof_router.store.runs import general_run
-
-            run = general_run()
-            decoding = run.manifest.decoding.model_dump() if run else {}
-        calib = s["user_val"] + s["general_calib"][:80]
+            path.write_text(json.dumps(route_scores(run, args.threads)))
+        stored = json.loads(path.read_text())
+        max_tools = stored["max_tools"]
+        sets = {name: [(RoutingDecision(valid=r["valid"], scores=r["scores"]), frozenset(r["expected"]))
+                       for r in records] for name, records in stored["sets"].items()}
+        calibration = sets["user_val"] + sets["general_calib"][:CALIBRATION_GENERAL]
         candidates = {
-            "in its manifest": VerdictRule(decoding.get("top_threshold", 0.5), decoding.get("extra_threshold", 0.5),
-                                           MAX_TOOLS),
-            "user-run fit (val + 80 corpus)": best([calib]),
-            "fit on 208 corpus records": best([s["general_calib"]]),
-            "the shipped adapter's (0.05 / 0.7)": VerdictRule(0.05, 0.7, MAX_TOOLS),
-            "best on BFCL (upper bound)": best([s[f"bfcl:{c}"] for c in CATEGORIES]),
+            "in its manifest": served(run, max_tools),
+            f"user-run fit (val + {CALIBRATION_GENERAL} corpus)": best([calibration], max_tools),
+            f"fit on {len(sets['general_calib'])} corpus records": best([sets["general_calib"]], max_tools),
+            "the shipped adapter's": served(shipped or run, max_tools),
+            "best on BFCL (upper bound)": best([sets[f"bfcl:{c}"] for c in CATEGORIES], max_tools),
         }
         for name, rule in candidates.items():
-            f = figures(s, rule)
+            f = figures(sets, rule)
             print(f"| {label} | {name} | {rule.top_threshold} / {rule.extra_threshold} | "
                   + " | ".join(f"{f[k] * 100:.1f}" for k in ("bfcl_mean", "parallel_multiple", "live_simple",
                                                               "irrelevance", "openhoof", "followups")) + " |")

@@ -30,8 +30,6 @@ from openhoof_router.core.prompt import CONTEXT_TURNS, DETAIL_LEVELS, PromptCode
 from openhoof_router.core.records import NO_TOOL, PastTurn, RoutingDecision, ToolCall
 from openhoof_router.core.tools import ToolError, ToolSpec, normalize_tools
 from openhoof_router.core.verdicts import (
-    DEFAULT_EXTRA_THRESHOLD,
-    DEFAULT_TOP_THRESHOLD,
     VerdictRule,
     confidence,
     read_verdicts,
@@ -97,10 +95,7 @@ class RouterEngine:
     def use_decoding(self, decoding: Decoding) -> None:
         """Route with a run's fitted verdict rule from the next call on (unset fields: the defaults)."""
         with self._lock:
-            self.rule = VerdictRule(
-                DEFAULT_TOP_THRESHOLD if decoding.top_threshold is None else decoding.top_threshold,
-                DEFAULT_EXTRA_THRESHOLD if decoding.extra_threshold is None else decoding.extra_threshold,
-                self.rule.max_tools)
+            self.rule = VerdictRule.fitted(decoding.top_threshold, decoding.extra_threshold, self.rule.max_tools)
 
     def serve_run(self, target: Any) -> None:
         """Serve ``target``'s fitted decoding (a :class:`ServedRun`; else the defaults)."""

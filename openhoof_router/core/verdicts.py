@@ -42,6 +42,12 @@ class VerdictRule:
         if self.max_tools < 1:
             raise ValueError("max_tools must be at least 1")
 
+    @classmethod
+    def fitted(cls, top: float | None, extra: float | None, max_tools: int = DEFAULT_MAX_TOOLS) -> VerdictRule:
+        """The rule of a run's decoding settings (a threshold not fitted, None: the default)."""
+        return cls(DEFAULT_TOP_THRESHOLD if top is None else top, DEFAULT_EXTRA_THRESHOLD if extra is None else extra,
+                   max_tools)
+
     def select(self, probs: Sequence[float]) -> list[int]:
         """Indices of the selected tools (in list order) given each tool's P(needed)."""
         if not len(probs):

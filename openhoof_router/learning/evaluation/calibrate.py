@@ -20,7 +20,7 @@ every router that serves the run:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from openhoof_router.core.engine import RouterEngine
@@ -75,15 +75,22 @@ def fit_verdict_rule(engine: RouterEngine, items: Sequence[EvalItem], *, progres
         return sum(rule_answer(d, rule) == it.expected for d, it in zip(decisions, items, strict=True)) / max(
             1, len(items))
 
-    best: tuple[float, VerdictRule] | None = None
+    rule, acc = best_rule(accuracy, max_tools)
+    return RuleFit(rule, acc, accuracy(VerdictRule(max_tools=max_tools)), decisions)
+
+
+def best_rule(score: Callable[[VerdictRule], float], max_tools: int) -> tuple[VerdictRule, float]:
+    """The rule on :data:`RULE_GRID` (extra ≥ top) that ``score`` rates highest, and its score;
+    ties go to the first in grid order, the lower thresholds."""
+    best: tuple[VerdictRule, float] | None = None
     for top in RULE_GRID:
         for extra in (g for g in RULE_GRID if g >= top):
             rule = VerdictRule(top, extra, max_tools)
-            acc = accuracy(rule)
-            if best is None or acc > best[0] + 1e-9:
-                best = (acc, rule)
+            value = score(rule)
+            if best is None or value > best[1] + 1e-9:
+                best = (rule, value)
     assert best is not None
-    return RuleFit(best[1], best[0], accuracy(VerdictRule(max_tools=max_tools)), decisions)
+    return best
 
 
 # -- per-tool score thresholds ---------------------------------------------------------------
