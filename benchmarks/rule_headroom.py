@@ -10,6 +10,12 @@ the BFCL mean, OpenHoof held-out and follow-ups under: the rule in its manifest;
 run fits (validation split + the first 80 corpus records, as ``hoof-train run`` does); the rule
 fitted on all 208 corpus records; the shipped adapter's rule; and the best rule on BFCL itself,
 an upper bound that no run can pick (it is fitted on the evaluation messages).
+
+A second table needs no rule at all: how well a model's highest P(needed) separates turns that
+need a tool from turns that need none, as a ROC AUC (the chance that a needed turn scores above
+an unneeded one): BFCL live_simple (one offered tool, needed) against irrelevance (one offered
+tool, not needed) and against live_irrelevance. A rule can only trade one side for the other;
+a better model raises this.
 """
 
 from __future__ import annotations
@@ -82,6 +88,14 @@ def best(sets: list[Scored], max_tools: int) -> VerdictRule:
     return best_rule(lambda rule: statistics.mean(accuracy(records, rule) for records in sets), max_tools)[0]
 
 
+def separation(needed: Scored, unneeded: Scored) -> float:
+    """ROC AUC of the highest tool score: needed turns above unneeded ones (ties count half)."""
+    top = [max(d.scores.values(), default=0.0) for d, _ in needed]
+    low = [max(d.scores.values(), default=0.0) for d, _ in unneeded]
+    wins = sum((a > b) + 0.5 * (a == b) for a in top for b in low)
+    return wins / max(1, len(top) * len(low))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", required=True, help="LABEL=RUN_DIR or LABEL=general")
@@ -93,6 +107,7 @@ def main() -> None:
           "| follow-ups |")
     print("|---|---|---|---|---|---|---|---|---|")
     shipped = general_run()
+    aucs = []
     for spec in args.models:
         label, model = spec.split("=", 1)
         run = shipped if model == "general" else ServedRun.open(model)
@@ -118,6 +133,11 @@ def main() -> None:
             print(f"| {label} | {name} | {rule.top_threshold} / {rule.extra_threshold} | "
                   + " | ".join(f"{f[k] * 100:.1f}" for k in ("bfcl_mean", "parallel_multiple", "live_simple",
                                                               "irrelevance", "openhoof", "followups")) + " |")
+        aucs.append(f"| {label} | " + " | ".join(f"{separation(sets['bfcl:live_simple'], sets[f'bfcl:{neg}']):.3f}"
+                                                  for neg in ("irrelevance", "live_irrelevance")) + " |")
+    print("\n| model | AUC live_simple vs irrelevance | AUC live_simple vs live_irrelevance |")
+    print("|---|---|---|")
+    print("\n".join(aucs))
 
 
 if __name__ == "__main__":

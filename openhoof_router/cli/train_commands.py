@@ -217,6 +217,10 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @click.option("--openhoof-passes", type=int, default=OPENHOOF_PASSES, show_default=True,
               help="Passes over the OpenHoof data.")
 @click.option("--data-seed", type=int, default=1, show_default=True)
+@click.option("--extra-corpus", "extra_corpora", type=(click.Path(exists=True, file_okay=False, path_type=Path), int),
+              multiple=True, metavar="DIR GROUPS",
+              help="Another corpus in the same layout and the tool lists to build from it, e.g. "
+                   "training/corpora/metatool 300 (repeatable).")
 @click.option("--ship", is_flag=True, help="Copy the result into the package's data folder (maintainers).")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True,
               help="CPU training: save a checkpoint every N steps (what --resume continues from).")
@@ -226,8 +230,9 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @run_options
 @click.pass_context
 @handle_errors
-def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes: int, data_seed: int, ship: bool,
-             checkpoint_every: int, resume: Path | None, **options: Any) -> None:
+def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes: int, data_seed: int,
+             extra_corpora: tuple[tuple[Path, int], ...], ship: bool, checkpoint_every: int, resume: Path | None,
+             **options: Any) -> None:
     """Rebuild the general adapter from the public corpus (GPU when visible, else CPU).
 
     With the defaults it rebuilds the adapter shipped in the package. The training options'
@@ -241,8 +246,8 @@ def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes
     cfg = GENERAL_DEFAULTS.model_copy(update={k: v for k, v in options.items() if k in TRAIN_FIELDS and v is not None})
     manifest = run_pretrain(corpus, paths=ctx.obj, cfg=cfg, base_model=options.get("base_model"),
                             seal_groups_n=seal_groups, openhoof_passes=openhoof_passes, data_seed=data_seed,
-                            ship=ship, progress=not options.get("no_progress"), console=log,
-                            checkpoint_every=checkpoint_every, resume=resume)
+                            extra_corpora=extra_corpora, ship=ship, progress=not options.get("no_progress"),
+                            console=log, checkpoint_every=checkpoint_every, resume=resume)
     click.echo(json.dumps({"run": manifest.run_id, "metrics": {k: v.get("accuracy", v) if isinstance(v, dict) else v
                                                                for k, v in manifest.metrics.items()},
                           "minutes": round(manifest.durations["total_s"] / 60, 1)}, default=str))

@@ -17,6 +17,7 @@ import hashlib
 import json
 import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def pretrain(
     seal_groups_n: int = SEAL_GROUPS,
     openhoof_passes: int = OPENHOOF_PASSES,
     data_seed: int = 1,
+    extra_corpora: Sequence[tuple[Path, int]] = (),
     ship: bool = False,
     progress: bool = True,
     console: Console | None = None,
@@ -89,6 +91,10 @@ def pretrain(
     """Train the general adapter (:func:`~openhoof_router.learning.procedure.carry_out`, never
     promoted) from the bare base, or from ``cfg.start_from`` (a run folder or a PEFT adapter
     folder); ``ship``: copy it into the package. Returns its manifest.
+
+    ``extra_corpora``: more corpora in the Seal-Tools layout (``training/corpora``), each
+    with the number of tool lists to build from it. The gate and calibration samples come
+    from ``corpus_dir`` alone, so runs with and without extra corpora are judged alike.
 
     CPU training saves a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
     interrupted pretraining's run folder) continues from its latest one, with the same
@@ -106,14 +112,15 @@ def pretrain(
             corpus = load_seal(corpus_dir)
             samples = build_samples(corpus_dir, layout.samples)
             groups = general_groups(corpus, seal_groups_n=seal_groups_n, openhoof_passes=openhoof_passes,
-                                    seed=data_seed)
+                                    seed=data_seed, extra=[(load_seal(d), n) for d, n in extra_corpora])
             rows = json.dumps([group_to_row(g) for g in groups], ensure_ascii=False)
             n_examples = sum(len(g.samples) for g in groups)
             started_with = {"groups_sha256": hashlib.sha256(rows.encode()).hexdigest(),
                             "train": cfg.model_dump(mode="json"), "base": base.sha256}
             _check_plan(layout, started_with, resume=resume is not None)
             clock.console.print(f"  {len(groups)} tool lists, {n_examples} requests "
-                                f"({SEAL_ATTRIBUTION} + OpenHoof data)")
+                                f"({SEAL_ATTRIBUTION} + {''.join(f'{Path(d).name} + ' for d, _ in extra_corpora)}"
+                                "OpenHoof data)")
         start, start_name = start_adapter(cfg.start_from, base)
         plan = RunPlan(
             kind="general", run_dir=layout.root, cfg=cfg, base=base, train=groups, start_from=start,
@@ -123,6 +130,9 @@ def pretrain(
                          "openhoof_held_out": held_out_items()},
             data={"corpus": SEAL_ATTRIBUTION,
                   "corpus_sha256": {p.name: _sha256(p) for p in sorted(Path(corpus_dir).glob("*.jsonl"))},
+                  **({"extra_corpora": [{"name": Path(d).name, "groups": n, "attribution": _attribution(Path(d)),
+                                         "sha256": {p.name: _sha256(p) for p in sorted(Path(d).glob("*.jsonl"))}}
+                                        for d, n in extra_corpora]} if extra_corpora else {}),
                   "groups": len(groups), "n_examples": n_examples,
                   "groups_sha256": hashlib.sha256(rows.encode()).hexdigest(), **samples},
             hyperparameters={"seal_groups": seal_groups_n, "openhoof_passes": openhoof_passes, "data_seed": data_seed},
@@ -135,6 +145,16 @@ def pretrain(
         ship_general(layout.root, manifest)
         clock.console.print(f"shipped into {GENERAL_DIR}")
     return manifest
+
+
+def _attribution(corpus_dir: Path) -> str:
+    """The first line of a corpus's README (its source and licence), or its folder name."""
+    readme = corpus_dir / "README.md"
+    if readme.exists():
+        lines = [ln.strip("# ").strip() for ln in readme.read_text().splitlines() if ln.strip()]
+        if lines:
+            return lines[0]
+    return corpus_dir.name
 
 
 def _check_plan(layout: RunLayout, started_with: dict[str, Any], *, resume: bool) -> None:

@@ -233,8 +233,9 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
         pytest.skip("the Seal-Tools corpus is not in shared/corpora")
     paths = Paths.resolve(home=tmp_path / "home")
     cfg = GENERAL_DEFAULTS.model_copy(update={"max_steps": 2, "batch_size": 4, "group_size": 4, "threads": 2})
+    extra = [(Path(__file__).parents[2] / "training" / "corpora" / "metatool", 2)]  # a second corpus mixed in
     manifest = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
-                        progress=False, checkpoint_every=1)
+                        extra_corpora=extra, progress=False, checkpoint_every=1)
     layout = RunLayout(root=paths.runs_dir / manifest.run_id)
     assert manifest.kind == "general" and manifest.gate == {} and not manifest.promoted
     assert ModelRegistry(paths).latest() is None
@@ -244,7 +245,9 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
     assert sorted(p.name for p in layout.samples.iterdir()) == sorted(f.name for f in SAMPLE_FILES)
     assert ServedRun.open(layout.root).file("gguf") == layout.gguf
     assert manifest.metrics["general_gate"]["n"] == manifest.data["files"]["general_gate.jsonl"]
-    assert manifest.data["groups"] == 4 and manifest.hyperparameters["seal_groups"] == 4
+    assert manifest.data["groups"] == 6 and manifest.hyperparameters["seal_groups"] == 4
+    assert [(c["name"], c["groups"]) for c in manifest.data["extra_corpora"]] == [("metatool", 2)]
+    assert "MIT" in manifest.data["extra_corpora"][0]["attribution"]
     # the procedure's own records, as in a user run (test_tiny_run_end_to_end)
     assert set(manifest.train) == {"steps", "examples", "peak_rss_mb", "peak_gpu_mb", "final"}
     assert manifest.train["steps"] == 2 and manifest.data["n_trained"] == manifest.train["examples"]
@@ -259,13 +262,13 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
                  progress=False, resume=tmp_path)
     with pytest.raises(RunError, match="train differ"):
         pretrain(corpus, paths=paths, cfg=cfg.model_copy(update={"lr": 1e-3}), base_model=tiny_gguf, seal_groups_n=4,
-                 openhoof_passes=0, progress=False, resume=layout.root)
+                 openhoof_passes=0, extra_corpora=extra, progress=False, resume=layout.root)
     with pytest.raises(RunError, match="groups_sha256 differ"):
-        pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=5, openhoof_passes=0,
-                 progress=False, resume=layout.root)
+        pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
+                 progress=False, resume=layout.root)  # without the second corpus
     weights = (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes()
     again = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
-                     progress=False, resume=layout.root)  # from its step-2 checkpoint: nothing left to train
+                     extra_corpora=extra, progress=False, resume=layout.root)  # from its step-2 checkpoint: nothing left to train
     assert again.run_id == manifest.run_id and again.train["steps"] == 2
     assert (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes() == weights
 

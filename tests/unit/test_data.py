@@ -188,3 +188,34 @@ def test_shipped_calibration_holds_both_sides_of_each_decision(tmp_path):
         build_samples(corpus, tmp_path)
         for shipped in (CALIBRATION_FILE, GATE_FILE):
             assert (tmp_path / shipped.name).read_text() == shipped.read_text()
+
+
+def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone():
+    """``general_groups(extra=...)``: the converted MetaTool corpus (training/corpora) adds
+    tool lists built only from its own tools, with its own requests (several that need one
+    tool, some none); without it the Seal-Tools draw is unchanged, group for group."""
+    from pathlib import Path
+
+    from support import SHARED
+
+    from openhoof_router.learning.data.general_corpus import general_groups, load_seal
+
+    seal_dir = SHARED / "corpora" / "seal_tools"
+    if not seal_dir.is_dir():
+        pytest.skip("../shared/corpora not beside the checkout")
+    metatool = load_seal(Path(__file__).parents[2] / "training" / "corpora" / "metatool")
+    assert len(metatool.tools) == 199 and not set(metatool.tools) & set(load_seal(seal_dir).tools)
+    seal = load_seal(seal_dir)
+    plain = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4)
+    mixed = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, extra=[(metatool, 30)])
+    extra = [g for g in mixed if g.source.startswith("extra:")]
+    assert len(extra) == 30 and len(mixed) == len(plain) + 30
+    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
+    assert sorted(map(key, plain)) == sorted(key(g) for g in mixed if not g.source.startswith("extra:"))
+    queries = {q["query"] for q in metatool.train}
+    for g in extra:
+        names = {t.name for t in g.tools}
+        assert all(s.message in queries or not s.answer for s in g.samples)
+        assert all(set(s.answer) <= names for s in g.samples)
+    answers = [len(s.answer) for g in extra for s in g.samples]
+    assert answers.count(0) and answers.count(1) and any(n > 1 for n in answers)

@@ -27,7 +27,7 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openhoof_router.core.records import PastToolCall, PastTurn, TrainingRecord
@@ -255,11 +255,16 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
 
 
 def general_groups(corpus: SealCorpus, *, seal_groups_n: int, openhoof_passes: int, seed: int,
-                   group_size: int = 8) -> list[Group]:
-    """The whole general training set, shuffled."""
+                   group_size: int = 8, extra: Sequence[tuple[SealCorpus, int]] = ()) -> list[Group]:
+    """The whole general training set, shuffled. ``extra``: more corpora in the same format
+    (e.g. MetaTool, see ``training/corpora``), each with the number of tool lists built
+    from it; their lists offer only their own tools (a corpus's requests are labelled for its
+    own catalog, not for another's)."""
     rng = random.Random(seed)
     extras = load_extras()
     groups = seal_groups(corpus, extras, rng, seal_groups_n)
     groups += openhoof_groups(openhoof_records(), corpus, rng, openhoof_passes, group_size)
+    for other, n_groups in extra:  # after the rest: without extra corpora the draw is unchanged
+        groups += [replace(g, source=f"extra:{g.source}") for g in seal_groups(other, extras, rng, n_groups)]
     rng.shuffle(groups)
     return groups
