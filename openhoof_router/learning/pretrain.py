@@ -114,8 +114,9 @@ def pretrain(
             groups = general_groups(corpus, seal_groups_n=seal_groups_n, openhoof_passes=openhoof_passes,
                                     seed=data_seed, extra=[(load_seal(d), n) for d, n in extra_corpora])
             rows = json.dumps([group_to_row(g) for g in groups], ensure_ascii=False)
+            groups_sha256 = hashlib.sha256(rows.encode()).hexdigest()
             n_examples = sum(len(g.samples) for g in groups)
-            started_with = {"groups_sha256": hashlib.sha256(rows.encode()).hexdigest(),
+            started_with = {"groups_sha256": groups_sha256,
                             "train": cfg.model_dump(mode="json"), "base": base.sha256}
             _check_plan(layout, started_with, resume=resume is not None)
             clock.console.print(f"  {len(groups)} tool lists, {n_examples} requests "
@@ -129,12 +130,11 @@ def pretrain(
             evaluations={"general_gate": general_items(path=layout.samples / GATE_FILE.name),
                          "openhoof_held_out": held_out_items()},
             data={"corpus": SEAL_ATTRIBUTION,
-                  "corpus_sha256": {p.name: _sha256(p) for p in sorted(Path(corpus_dir).glob("*.jsonl"))},
+                  "corpus_sha256": _corpus_sha256(Path(corpus_dir)),
                   **({"extra_corpora": [{"name": Path(d).name, "groups": n, "attribution": _attribution(Path(d)),
-                                         "sha256": {p.name: _sha256(p) for p in sorted(Path(d).glob("*.jsonl"))}}
+                                         "sha256": _corpus_sha256(Path(d))}
                                         for d, n in extra_corpora]} if extra_corpora else {}),
-                  "groups": len(groups), "n_examples": n_examples,
-                  "groups_sha256": hashlib.sha256(rows.encode()).hexdigest(), **samples},
+                  "groups": len(groups), "n_examples": n_examples, "groups_sha256": groups_sha256, **samples},
             hyperparameters={"seal_groups": seal_groups_n, "openhoof_passes": openhoof_passes, "data_seed": data_seed},
             checkpoint_every=checkpoint_every,
             resume=resume is not None,
@@ -145,6 +145,10 @@ def pretrain(
         ship_general(layout.root, manifest)
         clock.console.print(f"shipped into {GENERAL_DIR}")
     return manifest
+
+
+def _corpus_sha256(corpus_dir: Path) -> dict[str, str]:
+    return {p.name: _sha256(p) for p in sorted(corpus_dir.glob("*.jsonl"))}
 
 
 def _attribution(corpus_dir: Path) -> str:

@@ -268,7 +268,8 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
                  progress=False, resume=layout.root)  # without the second corpus
     weights = (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes()
     again = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
-                     extra_corpora=extra, progress=False, resume=layout.root)  # from its step-2 checkpoint: nothing left to train
+                     extra_corpora=extra, progress=False,
+                     resume=layout.root)  # from its step-2 checkpoint: nothing left to train
     assert again.run_id == manifest.run_id and again.train["steps"] == 2
     assert (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes() == weights
 

@@ -204,8 +204,8 @@ def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone():
     if not seal_dir.is_dir():
         pytest.skip("../shared/corpora not beside the checkout")
     metatool = load_seal(Path(__file__).parents[2] / "training" / "corpora" / "metatool")
-    assert len(metatool.tools) == 199 and not set(metatool.tools) & set(load_seal(seal_dir).tools)
     seal = load_seal(seal_dir)
+    assert len(metatool.tools) == 199 and not set(metatool.tools) & set(seal.tools)
     plain = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4)
     mixed = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, extra=[(metatool, 30)])
     extra = [g for g in mixed if g.source.startswith("extra:")]

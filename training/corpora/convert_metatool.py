@@ -29,9 +29,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-FILES = ("dataset/data/all_clean_data.csv", "dataset/data/multi_tool_query_golden.json",
-         "dataset/tmp_dataset/Task1.json", "dataset/big_tool_des.json", "dataset/plugin_des.json")
-
 
 def read(repo: Path, name: str) -> str:
     if (repo / name).exists():
