@@ -266,6 +266,9 @@ def test_pretraining_is_the_run_procedure_with_its_own_data_and_no_gate(tiny_ggu
     with pytest.raises(RunError, match="groups_sha256 differ"):
         pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
                  progress=False, resume=layout.root)  # without the second corpus
+    with pytest.raises(RunError, match="groups_sha256 differ"):
+        pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
+                 extra_corpora=extra, adjacent_share=0.5, progress=False, resume=layout.root)  # other lists
     weights = (layout.adapter("cpu") / "adapter_model.safetensors").read_bytes()
     again = pretrain(corpus, paths=paths, cfg=cfg, base_model=tiny_gguf, seal_groups_n=4, openhoof_passes=0,
                      extra_corpora=extra, progress=False,

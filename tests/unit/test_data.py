@@ -219,3 +219,45 @@ def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone():
         assert all(set(s.answer) <= names for s in g.samples)
     answers = [len(s.answer) for g in extra for s in g.samples]
     assert answers.count(0) and answers.count(1) and any(n > 1 for n in answers)
+
+
+def test_adjacent_lists_offer_a_neighbour_that_the_request_does_not_need():
+    """``adjacent=``: lists built on a request and a same-field tool doing a nearby job (some
+    words shared, not a near-duplicate). Each request is answered with the offered tools the
+    corpus labels it with, so the neighbour alone means "none", and such a list comes with its
+    twin, where the needed tool stands in its place and the same request is answered with it.
+    Without it the draw is unchanged."""
+    from support import SHARED
+
+    from openhoof_router.learning.data.general_corpus import (
+        NEAR_DUPLICATE,
+        _content_words,
+        general_groups,
+        load_seal,
+    )
+
+    seal_dir = SHARED / "corpora" / "seal_tools"
+    if not seal_dir.is_dir():
+        pytest.skip("../shared/corpora not beside the checkout")
+    seal = load_seal(seal_dir)
+    for name, nbrs in seal.neighbours().items():
+        for other in nbrs:
+            a, b = _content_words(seal.tools[name]), _content_words(seal.tools[other])
+            assert seal.field_of[other] == seal.field_of[name] and 0 < len(a & b) / len(a | b) < NEAR_DUPLICATE
+    assert sum(bool(v) for v in seal.neighbours().values()) > 0.8 * len(seal.tools)
+    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
+    assert list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4))) == \
+        list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, adjacent=0.0)))
+    groups = general_groups(seal, seal_groups_n=60, openhoof_passes=0, seed=4, adjacent=0.5)
+    adjacent = [g for g in groups if g.source == "seal:adjacent"]
+    assert 15 <= len(adjacent) <= 70
+    labels = {q["query"]: q["expected_tools"] for q in seal.train}
+    answered: dict[str, list[int]] = {}
+    for g in adjacent:
+        assert 1 <= len(g.tools) <= 4
+        for s in g.samples:
+            # names may be restyled: compare how many offered tools the request is answered with
+            assert len(s.answer) <= len(labels[s.message]) and set(s.answer) <= {t.name for t in g.tools}
+            answered.setdefault(s.message, []).append(len(s.answer))
+    twins = [n for n in answered.values() if 0 in n]
+    assert twins and all(any(n) for n in twins)

@@ -15,6 +15,8 @@ held-out requests. The held-out ones build the fixed samples shipped with the pa
     lists of 1 to 20 tools, in shuffled order;
   - only some of the needed tools offered (the answer is the offered ones);
   - requests offered only unrelated tools, and chit-chat, answered ``none``;
+  - on request (``adjacent``), a neighbour of a needed tool: the same field, a nearby but
+    different job, alone (``none``) beside its twin list with the needed tool instead;
   - descriptions cut or missing, parameter lists dropped, names rewritten in snake_case
     or with a namespace (BFCL-style ``module_function`` names);
   - earlier turns as context: an unrelated earlier request (the new one routes on its
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +46,17 @@ MAX_TOOLS = 20
 RESULTS = ("done", "ok", '{"status": "ok"}', "success", "completed", "1 result", "saved")
 
 
+NEAR_DUPLICATE = 0.4
+"""Word overlap (Jaccard) from which two tools may well serve the same request."""
+_STOP = frozenset("the and for with from into about given specific information get retrieve".split())
+
+
+def _content_words(spec: ToolSpec) -> frozenset[str]:
+    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", spec.name).replace("_", " ")
+    return frozenset(w for w in re.findall(r"[a-z]+", f"{name} {spec.description}".lower())
+                     if len(w) > 2 and w not in _STOP)
+
+
 @dataclass
 class SealCorpus:
     tools: dict[str, ToolSpec]
@@ -53,10 +67,28 @@ class SealCorpus:
     held: list[dict]
     queries_by_field: dict[str, list[dict]] = field(default_factory=dict)
     """Top-level field -> training requests that use a tool of it."""
+    _neighbours: dict[str, list[str]] | None = field(default=None, repr=False)
+
 
     @property
     def fields(self) -> list[str]:
         return sorted(self.by_field)
+
+    def neighbours(self) -> dict[str, list[str]]:
+        """Per tool, up to three tools of its field that do a nearby but different job (most
+        words shared, but not near-duplicates that could serve the same request); computed once."""
+        if self._neighbours is None:
+            words = {n: _content_words(t) for n, t in self.tools.items()}
+            self._neighbours = {}
+            for name in self.tools:
+                scored = []
+                for other in self.by_field[self.field_of[name]]:
+                    union = words[name] | words[other]
+                    overlap = len(words[name] & words[other]) / len(union) if union and other != name else 0.0
+                    if 0.0 < overlap < NEAR_DUPLICATE:
+                        scored.append((-overlap, other))
+                self._neighbours[name] = [other for _, other in sorted(scored)[:3]]
+        return self._neighbours
 
 
 def _held_out(query_id: str) -> bool:
@@ -155,7 +187,44 @@ KINDS = {"multi": 25, "single": 18, "solo": 25, "tiny": 14, "partial": 18}
 """Shares of the tool-list kinds (see :func:`seal_groups`)."""
 
 
-def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int) -> list[Group]:
+def adjacent_groups(corpus: SealCorpus, rng: random.Random) -> list[Group]:
+    """Lists built around a request and a neighbour of a tool it needs (same field, a nearby
+    but different job, see :meth:`SealCorpus.neighbours`), the BFCL "irrelevance" kind: the
+    right topic, the wrong operation. Either the neighbour alone (the request needs none of
+    the offered tools), with its twin: the same list with the needed tool in the neighbour's
+    place (the request needs it), so both sides of the decision come in equal shares; or both
+    tools together (only the needed one). Requests that do need the neighbour, where the corpus
+    has any, are answered with it, so the neighbour is not simply a tool never to call."""
+    query = rng.choice(corpus.train)
+    needed = set(query["expected_tools"])
+    nbrs = corpus.neighbours()
+    anchors = [n for n in query["expected_tools"] if any(m not in needed for m in nbrs.get(n, []))]
+    if not anchors:
+        return []
+    tool = rng.choice(anchors)
+    neighbour = rng.choice([m for m in nbrs[tool] if m not in needed])
+    alone = rng.random() < 0.5
+    others = distractors(corpus, rng, needed | {neighbour}, [], rng.choice([0, 0, 1, 2]))
+    users = [q for q in corpus.queries_by_field.get(corpus.field_of[neighbour], []) if neighbour in q["expected_tools"]]
+    neighbour_user = rng.choice(users) if users else None
+    lists = [[neighbour] + others, [tool] + others] if alone else [[tool, neighbour] + others]
+    groups = []
+    for offered in lists:
+        rng.shuffle(offered)
+        offered_set = set(offered)
+        requests = [query] + ([neighbour_user] if neighbour_user and neighbour in offered_set else [])
+        samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in requests]
+        styler = Styler.pick(rng)
+        tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]  # names the tools first
+        for s in samples:
+            s.answer = [styler.names[n] for n in s.answer]
+        rng.shuffle(samples)
+        groups.append(Group(tools, samples, source="seal:adjacent"))
+    return groups
+
+
+def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int,
+                adjacent: float = 0.0) -> list[Group]:
     """``n_groups`` tool lists with their requests (see the module docstring).
 
     Kinds: ``multi`` (multi-tool requests, every needed tool offered, among distractors),
@@ -169,6 +238,11 @@ def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups
     multis = [q for q in corpus.train if len(q["expected_tools"]) > 1]
     groups = []
     for _ in range(n_groups):
+        if adjacent and rng.random() < adjacent:  # no draw at 0: the default lists stay as they were
+            built = adjacent_groups(corpus, rng)
+            if built:
+                groups += built
+                continue
         kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
         if kind == "single":
             anchors = rng.sample(singles, rng.randint(2, 5))
@@ -255,14 +329,16 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
 
 
 def general_groups(corpus: SealCorpus, *, seal_groups_n: int, openhoof_passes: int, seed: int,
-                   group_size: int = 8, extra: Sequence[tuple[SealCorpus, int]] = ()) -> list[Group]:
+                   group_size: int = 8, extra: Sequence[tuple[SealCorpus, int]] = (),
+                   adjacent: float = 0.0) -> list[Group]:
     """The whole general training set, shuffled. ``extra``: more corpora in the same format
     (e.g. MetaTool, see ``training/corpora``), each with the number of tool lists built
     from it; their lists offer only their own tools (a corpus's requests are labelled for its
-    own catalog, not for another's)."""
+    own catalog, not for another's). ``adjacent``: the share of Seal-Tools lists of the
+    :func:`adjacent_groups` kind."""
     rng = random.Random(seed)
     extras = load_extras()
-    groups = seal_groups(corpus, extras, rng, seal_groups_n)
+    groups = seal_groups(corpus, extras, rng, seal_groups_n, adjacent=adjacent)
     groups += openhoof_groups(openhoof_records(), corpus, rng, openhoof_passes, group_size)
     for other, n_groups in extra:  # after the rest: without extra corpora the draw is unchanged
         groups += [replace(g, source=f"extra:{g.source}") for g in seal_groups(other, extras, rng, n_groups)]
