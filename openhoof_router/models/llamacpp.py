@@ -30,6 +30,7 @@ import numpy as np
 
 from openhoof_router.models.backend import Backend, BackendError, PrefixCache, control_id
 from openhoof_router.models.llama_context import KVFull, LlamaContext, state_identity
+from openhoof_router.models.llama_params import model_params
 from openhoof_router.models.quiet import quiet_llama_cpp
 from openhoof_router.models.state_store import MIN_TOKENS, StateStore
 
@@ -99,10 +100,9 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"LoRA adapter not found: {lora_path}")
         self._live: LlamaContext | None = None  # the context; None once closed
         self._adapter = None
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
         try:
-            self.model = _internals.LlamaModel(path_model=str(model_path), params=params, verbose=verbose)
+            self.model = _internals.LlamaModel(path_model=str(model_path), params=model_params(llama_cpp),
+                                               verbose=verbose)
             if lora_path is not None:
                 self._adapter = llama_cpp.llama_adapter_lora_init(self.model.model, str(lora_path).encode("utf-8"))
                 if self._adapter is None:

@@ -16,6 +16,11 @@ def test_the_log_is_removed_after_a_clean_stop(base_ref, tmp_path):
         assert url.endswith(log.stem.rsplit("-", 1)[1] + "/v1")
         with urllib.request.urlopen(f"{url}/models", timeout=10) as resp:
             assert json.load(resp)["data"]
+        # A completion runs the model's matrix products (where a CPU's AMX kernels would fault).
+        body = json.dumps({"prompt": "The sky is", "max_tokens": 2}).encode()
+        request = urllib.request.Request(f"{url}/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert json.load(resp)["usage"]["completion_tokens"] >= 1
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,8 +4,9 @@ A stand-in reasoner or teacher when no Qwen3-8B endpoint is at hand: the test su
 examples' ``--stand-in`` use it (test support, not part of the installed package):
 ``with serve_gguf(path) as url: ChatOpenAI(base_url=url, ...)``. The default chat format,
 ``chatml-function-calling``, honours ``tool_choice``, so a forced tool call really is one.
-The server's log file is removed when the block ends, unless the server failed (the error
-names the file). Needs ``pip install 'llama-cpp-python[server]'``.
+It runs through ``openhoof_router.models.llama_server``, so the model loads as the router's
+do (no AMX kernels where the CPU reports AMX). The server's log file is removed when the block
+ends, unless the server failed (the error names the file). Needs ``pip install 'llama-cpp-python[server]'``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def serve_gguf(gguf: str | Path, *, threads: int = 1, n_ctx: int = 2048, chat_fo
     failed = True  # until the server has served and stopped on our kill
     with open(log_path, "wb") as log:  # a file, never a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+            [sys.executable, "-m", "openhoof_router.models.llama_server", "--model", str(gguf), "--host", "127.0.0.1",
              "--port", str(port), "--n_ctx", str(n_ctx), "--chat_format", chat_format, "--n_threads", str(threads)],
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )

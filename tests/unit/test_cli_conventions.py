@@ -63,7 +63,7 @@ def test_readme_command_1_installs_langchain_and_the_stand_in_server():
     assert '.venv/bin/pip install -e ".[cpu]"' in (ROOT / "README.md").read_text()
     cpu = install_closure("cpu")
     assert {"langchain", "langchain-openai", "langgraph", "llama-cpp-python", "torch"} <= set(cpu)
-    assert "server" in cpu["llama-cpp-python"]  # --stand-in runs `python -m llama_cpp.server`
+    assert "server" in cpu["llama-cpp-python"]  # --stand-in runs llama_cpp.server (models.llama_server)
     assert "llama_cpp.server" in (ROOT / "tests" / "support" / "loopback_server.py").read_text()
 
 
