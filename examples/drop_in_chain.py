@@ -1,7 +1,8 @@
 """Drop-in agent chain: ``prompt | ToolRouter(mode="narrow")`` in front of the reasoner.
 
 The 270M router picks the tools for the turn; only those are bound to the reasoner, which
-answers or calls them. Unsure decisions fall back to all tools; every decision is logged.
+answers or calls them. Unsure decisions fall back to all tools (to the best-scored half of
+5 or more); every decision is logged.
 
     python examples/drop_in_chain.py                       # Qwen3-8B at OPENHOOF_REASONER_URL (Ollama default)
     python examples/drop_in_chain.py --stand-in            # no reasoner server needed

@@ -26,8 +26,8 @@ NO_TOOL = "none"
 LIVE_SOURCE = "live"
 """``metadata.source`` of a logged routing decision (and of the examples learnt from one)."""
 SUMMARY_FIELDS = frozenset({"decision_id", "confidence", "scores", "no_tool_score", "latency_ms", "valid",
-                            "fallback", "fallback_reason", "extra_tools", "error", "notes", "model", "adapter",
-                            "backend"})
+                            "fallback", "fallback_reason", "fallback_tools", "extra_tools", "error", "notes", "model",
+                            "adapter", "backend"})
 """The :class:`RoutingDecision` fields :meth:`RoutingDecision.summary` shows."""
 
 
@@ -106,6 +106,10 @@ class RoutingDecision(BaseModel):
     """Set by callers that ignored this decision and offered all tools instead."""
     fallback_reason: str | None = None
     """Why it fell back: ``invalid``, ``low_confidence`` or ``tool_threshold:NAME``."""
+    fallback_tools: list[str] = Field(default_factory=list)
+    """On a fallback over a long list, the tools ``narrow`` mode and the middleware bind: the
+    best-scored share of them (see :class:`~openhoof_router.serving.policy.ThresholdPolicy`);
+    empty: every offered tool."""
     extra_tools: list[str] = Field(default_factory=list)
     """Tools besides the answer's that ``narrow`` mode and the middleware also bind: each
     scored at least the run's keep threshold (the safe side of a close call; see
@@ -224,6 +228,7 @@ class DecisionMetadata(BaseModel):
     valid: bool = True
     fallback: bool = False
     fallback_reason: str | None = None
+    fallback_tools: list[str] = Field(default_factory=list)
     extra_tools: list[str] = Field(default_factory=list)
     error: Text | None = None
     notes: list[Text] = Field(default_factory=list)

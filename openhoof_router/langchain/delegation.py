@@ -1,6 +1,7 @@
 """Handing a routed turn to the reasoner: the tools it gets bound, and ``hint`` mode's system line.
 
-A fallback decision (invalid, or below its threshold) binds every tool and adds no hint; a
+A fallback decision (invalid, or below its threshold) binds its ``fallback_tools`` (the
+best-scored half of a list of 5 or more; else every tool) and adds no hint; a
 "no tool" decision sends the turn without tools; otherwise ``narrow`` binds the selected
 tools and the decision's ``extra_tools`` (those a close call scored near them), and
 ``hint`` binds all of them and names the router's choice.
@@ -53,7 +54,8 @@ class Delegation:
         if self.reasoner is None:
             raise RuntimeError("this router has no reasoner (mode='route')")
         if decision.fallback:
-            return self._bind(toolset.names, toolset), messages, toolset.names
+            names = decision.fallback_tools or toolset.names
+            return self._bind(names, toolset), messages, list(names)
         if not decision.tool_calls:
             return self.reasoner, messages, []
         if self.mode == "hint":

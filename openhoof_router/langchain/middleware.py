@@ -18,7 +18,10 @@ tools keep the request's order, provider tool dicts are kept, and ``on_parsing_f
 (``"error"``, ``"none"``, ``"all"``, a list of names, or a callable given the decision)
 says what happens when the router cannot give a usable selection: an invalid decision,
 or one below its threshold. Upstream defaults to ``"error"``; here the default is
-``"all"`` (an unsure local router should not fail the agent's turn).
+``"ranked"`` (an unsure local router should not fail the agent's turn): the decision's
+``fallback_tools``, the best-scored half of a list of 5 or more tools (every tool on a
+shorter list or an invalid decision; ``fallback_share`` in the settings), as ``narrow`` mode
+binds them; ``"all"`` passes every tool.
 
 Parameters that configure upstream's selection *model* have no meaning for a local
 router and are never misread: a ``model`` string (``"openai:gpt-4o-mini"``) is an error,
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIDDLEWARE_MODE = "middleware"
-OnParsingFailure = Literal["error", "none", "all"] | list[str] | Callable[[RoutingDecision], list[str]]
+OnParsingFailure = Literal["error", "none", "all", "ranked"] | list[str] | Callable[[RoutingDecision], list[str]]
 UPSTREAM_SYSTEM_PROMPT = "Your goal is to select the most relevant tools for answering the user's query."
 
 
@@ -89,7 +92,7 @@ class ToolRouterMiddleware(AgentMiddleware):
         max_tools: int | None = None,
         always_include: list[str] | None = None,
         max_retries: int = 1,
-        on_parsing_failure: OnParsingFailure = "all",
+        on_parsing_failure: OnParsingFailure = "ranked",
         router: ToolRouter | None = None,
         settings: RouterSettings | None = None,
         **overrides: Any,
@@ -111,9 +114,10 @@ class ToolRouterMiddleware(AgentMiddleware):
             raise ValueError("max_tools must be at least 1 (None: no limit)")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        if not (on_parsing_failure in ("error", "none", "all") or isinstance(on_parsing_failure, list)
+        if not (on_parsing_failure in ("error", "none", "all", "ranked") or isinstance(on_parsing_failure, list)
                 or callable(on_parsing_failure)):
-            raise ValueError("on_parsing_failure must be 'error', 'none', 'all', a list of tool names or a callable")
+            raise ValueError("on_parsing_failure must be 'error', 'none', 'all', 'ranked', a list of tool names "
+                             "or a callable")
         if router is None:
             from openhoof_router.langchain.runnable import ToolRouter
 
@@ -168,6 +172,8 @@ class ToolRouterMiddleware(AgentMiddleware):
                 return []
             if failure == "all":
                 return available
+            if failure == "ranked":
+                return decision.fallback_tools or available
             return list(failure(decision) if callable(failure) else failure)
         names = decision.narrow_tools
         return names[: self.max_tools] if self.max_tools is not None else names

@@ -15,7 +15,8 @@ Modes (chosen at construction):
     bind all tools and add a one-line system hint naming the router's choice.
 
 In every mode a decision that is invalid, or scores below its threshold, is a *fallback*:
-the reasoner gets all tools (no hint) and the log says so. A "no tool" decision that
+the reasoner gets all tools, or on a list of 5 or more the best-scored half of them
+(``decision.fallback_tools``; the ``fallback_share`` setting), no hint, and the log says so. A "no tool" decision that
 passes its threshold sends the turn to the reasoner without tools.
 
 The router reads the conversation (the latest human message and up to three earlier

@@ -167,7 +167,7 @@ def serve(settings: RouterSettings | None = None, *, paths: Paths | None = None,
             loader = _loader(settings, base, paths)
             backend = load_checked(loader, target) if probe else loader(target)
         policy = ThresholdPolicy.served(run_decoding(run), settings.threshold, settings.tool_thresholds,
-                                         settings.keep_threshold)
+                                         settings.keep_threshold, settings.fallback_share)
         return Selection(source=source, run=run, target=target, refused=refused, loaded=load, policy=policy,
                          backend=backend)
 

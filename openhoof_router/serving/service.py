@@ -79,7 +79,7 @@ class RouterService:
         # A caller's engine keeps its own verdict rule; only the thresholds come from the settings.
         self.selection = serve(settings, paths=self.paths) if engine is None else Selection(
             source="engine", policy=ThresholdPolicy.served(Decoding(), settings.threshold, settings.tool_thresholds,
-                                         settings.keep_threshold))
+                                         settings.keep_threshold, settings.fallback_share))
         """What serves now, and what was refused on the way (see :func:`serve`)."""
         self.engine: RouterEngine = engine if engine is not None else _built(self.selection)
         self.policy: ThresholdPolicy = self.selection.policy

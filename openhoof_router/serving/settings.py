@@ -34,6 +34,9 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_NO_TOOL_THRESHOLD = 0.9
 """Score a "no tool" answer needs when nobody set or fitted one: a wrong "no tool" leaves the
 reasoner without the tool it needs, so it must be surer than a tool choice."""
+DEFAULT_FALLBACK_SHARE = 0.5
+"""Share of a long tool list (the best-scored) that a fallback binds in ``narrow`` mode and
+the middleware (:class:`~openhoof_router.serving.policy.ThresholdPolicy`)."""
 
 
 class SettingsError(ValueError):
@@ -69,6 +72,9 @@ class RouterSettings(PathSettings, ModelSettings):
         None, ge=0, description="narrow mode and the middleware also bind every tool scoring at least this "
                                 "(OPENHOOF_KEEP_THRESHOLD; > 1: the answer's tools only). Unset: the run's "
                                 "fitted value, else the answer's tools only.")
+    fallback_share: float = Field(
+        DEFAULT_FALLBACK_SHARE, gt=0, le=1, description="On a fallback over 5 or more tools, narrow mode and the "
+        "middleware bind this share of them, the best-scored (OPENHOOF_FALLBACK_SHARE; 1: every tool).")
     context_turns: int = Field(CONTEXT_TURNS, ge=0, description="Earlier turns of the conversation the router "
                                                                 "reads (OPENHOOF_CONTEXT_TURNS).")
     log_decisions: bool = Field(True, description="Append decisions to training_data.jsonl "

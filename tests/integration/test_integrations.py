@@ -335,6 +335,13 @@ def test_middleware_parameters_keep_their_meaning(engine, tmp_path):
         assert m._selected(unsure, routable) == expected
     with pytest.raises(ValueError, match="no usable selection"):
         ToolRouterMiddleware(router=router, on_parsing_failure="error")._selected(unsure, routable)
+    # the default: what the policy kept of a long list (here one), else every tool
+    ranked = unsure.model_copy(update={"valid": True, "fallback_reason": "low_confidence",
+                                       "fallback_tools": ["disk_usage"]})
+    assert ToolRouterMiddleware(router=router)._selected(ranked, routable) == ["disk_usage"]
+    assert ToolRouterMiddleware(router=router)._selected(unsure, routable) == [t.name for t in routable]
+    assert ToolRouterMiddleware(router=router, on_parsing_failure="all")._selected(ranked, routable) == [
+        t.name for t in routable]
     sure = RoutingDecision(tool_calls=[{"name": "send_page"}, {"name": "disk_usage"}])
     assert ToolRouterMiddleware(router=router, max_tools=None)._selected(sure, routable) == ["send_page", "disk_usage"]
     assert ToolRouterMiddleware(router=router, max_tools=1)._selected(sure, routable) == ["send_page"]

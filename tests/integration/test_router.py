@@ -137,6 +137,10 @@ def test_thresholds_choose_the_fallback(engine, builtin, tmp_path):
     never = ToolRouter(builtin, engine=engine, data_dir=tmp_path, threshold=1.01)
     d = never.invoke(MESSAGE)
     assert d.fallback and d.fallback_reason == "low_confidence"
+    # 10 tools: the fallback keeps the best-scored half (fallback_share 0.5), logged with it
+    assert d.fallback_tools == sorted(d.scores, key=lambda n: -d.scores[n])[:5] and d.tool_names[0] in d.fallback_tools
+    every = ToolRouter(builtin, engine=engine, data_dir=tmp_path / "every", threshold=1.01, fallback_share=1.0)
+    assert every.invoke(MESSAGE).fallback_tools == []  # 1: every tool
     # Per-tool thresholds: the same (deterministic) decision, now guarded by its own tool.
     guarded = ToolRouter(builtin, engine=engine, data_dir=tmp_path, threshold=0,
                          tool_thresholds={(first.tool_names or ["none"])[0]: 1.01})
@@ -148,6 +152,7 @@ def test_thresholds_choose_the_fallback(engine, builtin, tmp_path):
     recs = logged(tmp_path)
     assert [r.metadata.fallback for r in recs] == [False, True, True, False]
     assert recs[1].metadata.threshold == 1.01 and recs[1].metadata.fallback_reason == "low_confidence"
+    assert recs[1].metadata.fallback_tools == d.fallback_tools
     assert recs[2].metadata.fallback_reason.startswith("tool_threshold:")
 
 

@@ -32,7 +32,7 @@ def test_a_followed_decision_carries_the_tools_scored_near_it_and_narrow_binds_t
     assert d.narrow_tools == ["email", "ticket", "weather"]
     unsure = RoutingDecision(tool_calls=[ToolCall(name="email")], scores={"email": 0.4, "ticket": 0.3})
     policy.judge(unsure)
-    assert unsure.fallback and unsure.extra_tools == []  # a fallback binds every tool anyway
+    assert unsure.fallback and unsure.extra_tools == [] and unsure.fallback_tools == []  # 2 tools: every tool
     assert ThresholdPolicy(default=0.5).judge(d) == 0.5  # no keep threshold: nothing is added
     none = RoutingDecision(no_tool_score=0.95, scores={"email": 0.04})
     policy.judge(none)
@@ -42,10 +42,12 @@ def test_a_followed_decision_carries_the_tools_scored_near_it_and_narrow_binds_t
 def test_sent_tools_and_turn_recall():
     two = scored({"email"}, {"email", "ticket"}, {"email": 0.7, "ticket": 0.02})
     assert sent(two, 0.9, 0.05) == {"email"} and sent(two, 0.9, 0.01) == {"email", "ticket"}
-    unsure_none = scored(set(), {"weather"}, none=0.8)
-    assert sent(unsure_none, 0.9, 0.05) is None  # below the no-tool threshold: every tool
+    unsure_none = scored(set(), {"weather"}, {"weather": 0.3, "docs": 0.2, "email": 0.01}, none=0.8)
+    # below the no-tool threshold, on 5 tools: the best-scored half (3 of 5), not every tool
+    assert sent(unsure_none, 0.9, 0.05) == {"weather", "docs", "email"}
+    assert sent(unsure_none, 0.9, 0.05, fallback_share=1.0) is None  # every tool
     recall, cut = narrow_report([two, unsure_none], 0.9, 0.05)
-    assert recall == 0.5 and cut == (1 - 1 / 5 + 0) / 2
+    assert recall == 0.5 and cut == ((1 - 1 / 5) + (1 - 3 / 5)) / 2
     assert narrow_report([two, unsure_none], 0.9, 0.01)[0] == 1.0
 
 
@@ -76,4 +78,26 @@ def test_the_keep_threshold_is_the_highest_that_reaches_the_recall():
     general = fit_safe_side(items + nones, recall=0.97, trust_no_tool=False)
     assert general.no_tool_threshold == NEVER and general.decoding()["tool_thresholds"] == {NO_TOOL: NEVER}
     assert general.keep_threshold == keep and any("general run" in n for n in general.notes)
-    assert sent(scored(set(), {"weather"}, none=0.999), NEVER, keep) is None  # a confident "none": every tool
+    confident_none = scored(set(), {"weather"}, {"weather": 0.04}, none=0.999)
+    assert "weather" in sent(confident_none, NEVER, keep) and len(sent(confident_none, NEVER, keep)) == 3
+
+
+def test_a_fallback_on_a_long_list_binds_its_best_scored_half_and_every_tool_otherwise():
+    scores = {f"t{i}": s for i, s in enumerate([0.01, 0.3, 0.02, 0.2, 0.04, 0.1, 0.03])}  # 7 tools
+    policy = ThresholdPolicy(default=0.5)
+    unsure = RoutingDecision(tool_calls=[ToolCall(name="t1")], scores=scores)
+    policy.judge(unsure)
+    assert unsure.fallback and unsure.fallback_tools == ["t1", "t3", "t5", "t4"]  # ceil(7 / 2), by score
+    nothing = RoutingDecision(scores=scores, no_tool_score=0.7)  # "no tool", not trusted
+    ThresholdPolicy(default=0.5, per_tool={NO_TOOL: 1.01}).judge(nothing)
+    assert nothing.fallback and nothing.fallback_tools == ["t1", "t3", "t5", "t4"]
+    every = RoutingDecision(tool_calls=[ToolCall(name="t1")], scores=scores)
+    ThresholdPolicy(default=0.5, fallback_share=1.0).judge(every)
+    assert every.fallback and every.fallback_tools == []
+    broken = RoutingDecision(valid=False, scores=scores)
+    policy.judge(broken)
+    assert broken.fallback and broken.fallback_tools == []  # nothing trustworthy to rank by
+    followed = RoutingDecision(tool_calls=[ToolCall(name="t1")], scores=scores)
+    ThresholdPolicy(default=0.2).judge(followed)
+    assert not followed.fallback and followed.fallback_tools == []
+    assert "fallback_tools" in unsure.summary()

@@ -14,6 +14,9 @@ held-out decisions (one routing pass, then arithmetic) and written into the run'
   requests are the corpus's, and its "no tool" on a user's own, unseen tools is not what
   they measured (a plain "is it raining in London?" over a ``get_weather`` tool with no
   description got "no tool" at 0.999); a user run fits its own on the user's messages;
+- a "no tool" or an unsure answer that falls back on a list of :data:`MANY` or more tools
+  binds the best-scored half of them (``fallback_share``), not all of them: see
+  :class:`~openhoof_router.serving.policy.ThresholdPolicy`;
 - the **keep threshold** (``keep_threshold``): ``narrow`` mode and the middleware bind the
   answer's tools *and* every other tool scoring at least this. It is the highest value at
   which the tools sent hold every needed tool in ``recall`` (0.97) of the turns that need
@@ -36,8 +39,8 @@ from typing import Any
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
 from openhoof_router.learning.evaluation.calibrate import RuleFit, Scored
 from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
-from openhoof_router.serving.policy import ThresholdPolicy
-from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD
+from openhoof_router.serving.policy import MANY_TOOLS, ThresholdPolicy
+from openhoof_router.serving.settings import DEFAULT_FALLBACK_SHARE, DEFAULT_NO_TOOL_THRESHOLD
 
 NONE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 NEVER = 1.01
@@ -47,7 +50,7 @@ MIN_NONE = 10
 """Fewest "no tool" answers kept at a threshold for it to count as reaching the precision."""
 MIN_NEEDING = 20
 """Fewest turns needing a tool that the keep threshold is fitted on."""
-MANY = 5
+MANY = MANY_TOOLS
 """Lists of at least this many tools are where cutting tools pays: the share cut is measured there."""
 PRECISION = 0.97
 RECALL = 0.97
@@ -81,20 +84,30 @@ class SafeSide:
                 f"{cut})" + "".join(f"; {note}" for note in self.notes))
 
 
-def sent(item: Scored, no_tool_threshold: float, keep: float) -> frozenset[str] | None:
-    """The tools the reasoner gets for ``item`` (None: every offered tool, a fallback)."""
+def sent(item: Scored, no_tool_threshold: float, keep: float,
+         fallback_share: float = DEFAULT_FALLBACK_SHARE) -> frozenset[str] | None:
+    """The tools the reasoner gets for ``item`` (None: every offered tool, a fallback); a
+    "no tool" that falls back on a long list keeps its best-scored ``fallback_share``, as
+    :meth:`ThresholdPolicy.fallback_tools` does."""
     if INVALID in item.got:
         return None
     if not item.got:
-        return frozenset() if item.no_tool_score >= no_tool_threshold else None
+        if item.no_tool_score >= no_tool_threshold:
+            return frozenset()
+        ranked = ThresholdPolicy(fallback_share=fallback_share).fallback_tools(
+            RoutingDecision(scores=item.scores))
+        return frozenset(ranked) or None
     return item.got | {name for name, score in item.scores.items() if score >= keep}
 
 
 def served_sent(decision: RoutingDecision, policy: ThresholdPolicy) -> frozenset[str] | None:
     """The tools ``narrow`` mode binds for ``decision`` under ``policy`` (None: every tool)."""
-    judged = decision.model_copy(update={"fallback": False, "fallback_reason": None, "extra_tools": []})
+    judged = decision.model_copy(update={"fallback": False, "fallback_reason": None, "fallback_tools": [],
+                                         "extra_tools": []})
     policy.judge(judged)
-    return None if judged.fallback else frozenset(judged.narrow_tools)
+    if judged.fallback:
+        return frozenset(judged.fallback_tools) or None
+    return frozenset(judged.narrow_tools)
 
 
 def reached(item: Scored, no_tool_threshold: float, keep: float) -> bool:
