@@ -180,7 +180,7 @@ def trained(builtin, base_ref, model_paths, tmp_path_factory):
     train, val = _groups(builtin, 16, 2)
     assert sum(len(g.samples) for g in train) == 16 and len(val[0].samples) == 2
     out = tmp_path_factory.mktemp("mlx_run")
-    cfg = TrainConfig(max_steps=6, batch_size=2)  # the seed's lr 2e-4, rank 16, alpha 32
+    cfg = TrainConfig(max_steps=6, batch_size=2)  # the default lr 1e-4, rank 16, alpha 32
     result = train_mlx(train, val, cfg, out, base_ref, paths=model_paths, progress=False)
     RunManifest(run_id=out.name, base_model=BaseModelInfo(name=base_ref.name, sha256=base_ref.sha256),
                 files=RunFiles(mlx="mlx")).save(out)
