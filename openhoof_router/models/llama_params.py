@@ -56,11 +56,16 @@ def _host_flags() -> frozenset[str]:
     return cpu_flags()
 
 
-def model_params(llama_cpp: ModuleType) -> Any:
-    """llama.cpp's default model parameters, on the CPU, with the extra buffer types decided
-    by :func:`extra_buffers_allowed`."""
-    params = llama_cpp.llama_model_default_params()
-    params.n_gpu_layers = 0
+def with_load_rule(params: Any) -> Any:
+    """``params`` (llama.cpp model parameters) with the extra buffer types decided by
+    :func:`extra_buffers_allowed`; the router and the stand-in server both load through it."""
     if hasattr(params, "use_extra_bufts"):  # the releases that have it
         params.use_extra_bufts = extra_buffers_allowed()
     return params
+
+
+def model_params(llama_cpp: ModuleType) -> Any:
+    """llama.cpp's default model parameters, on the CPU, under :func:`with_load_rule`."""
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    return with_load_rule(params)

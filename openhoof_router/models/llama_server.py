@@ -2,8 +2,8 @@
 
     python -m openhoof_router.models.llama_server --model GGUF [llama_cpp.server's options]
 
-The same as ``python -m llama_cpp.server``, except that every model it loads takes
-:func:`~openhoof_router.models.llama_params.extra_buffers_allowed`'s choice, so a stand-in
+The same as ``python -m llama_cpp.server``, except that it loads every model through
+:func:`~openhoof_router.models.llama_params.with_load_rule`, so a stand-in
 reasoner or teacher does not die where the router would not. Needs
 ``pip install 'llama-cpp-python[server]'``.
 """
@@ -17,16 +17,12 @@ def main() -> None:
     import llama_cpp.llama_cpp as lib
     from llama_cpp.server.__main__ import main as serve
 
-    from openhoof_router.models.llama_params import extra_buffers_allowed
+    from openhoof_router.models.llama_params import with_load_rule
 
     defaults = lib.llama_model_default_params
-    allowed = extra_buffers_allowed()
 
     def model_default_params() -> Any:
-        params = defaults()
-        if hasattr(params, "use_extra_bufts"):
-            params.use_extra_bufts = allowed
-        return params
+        return with_load_rule(defaults())
 
     lib.llama_model_default_params = model_default_params  # what llama_cpp.Llama loads with
     serve()
