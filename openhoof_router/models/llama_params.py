@@ -23,8 +23,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from openhoof_router.models.env_switch import env_switch
+
 EXTRA_BUFFERS_ENV = "OPENHOOF_LLAMA_EXTRA_BUFFERS"
-_FALSE = {"0", "false", "no", "off"}
 _CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -45,9 +46,9 @@ def extra_buffers_allowed(flags: frozenset[str] | None = None, env: dict[str, st
     """Whether llama.cpp may use its extra buffer types (see the module docs): the
     ``OPENHOOF_LLAMA_EXTRA_BUFFERS`` setting where one is given, else not on a CPU that
     reports AMX."""
-    value = (os.environ if env is None else env).get(EXTRA_BUFFERS_ENV, "").strip().lower()
-    if value:
-        return value not in _FALSE
+    chosen = env_switch((os.environ if env is None else env).get(EXTRA_BUFFERS_ENV))
+    if chosen is not None:
+        return chosen
     return "amx_tile" not in (_host_flags() if flags is None else flags)
 
 

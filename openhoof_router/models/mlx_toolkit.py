@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from openhoof_router.models.env_switch import OFF, ON, env_switch
+
 _REEXEC_FLAG = "OPENHOOF_MKL_REEXEC"
 DEFAULT_THREADING_LAYER = "SEQUENTIAL"
 """MKL's OpenMP threads stall whenever the cores are shared (measured on 2 busy cores: a
@@ -47,13 +49,13 @@ _loaded: Path | None = None
 
 
 def _wanted() -> bool:
-    return platform.system() == "Linux" and os.environ.get("OPENHOOF_MKL", "") not in {"0", "off", "no"}
+    return platform.system() == "Linux" and env_switch(os.environ.get("OPENHOOF_MKL")) is not False
 
 
 def find_mkl() -> Path | None:
     """Path of ``libmkl_rt.so*`` (``OPENHOOF_MKL``, the venv, the user site, pip's record)."""
     explicit = os.environ.get("OPENHOOF_MKL")
-    if explicit and explicit not in {"0", "off", "no", "1", "on", "yes"}:
+    if explicit and explicit.strip().lower() not in OFF | ON:
         path = Path(explicit).expanduser()
         return path if path.is_file() else None
     roots = [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]

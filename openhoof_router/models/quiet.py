@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from openhoof_router.models.env_switch import env_switch
+
 DEBUG_ENV = "OPENHOOF_DEBUG"
-_FALSE = {"", "0", "false", "no", "off"}
 
 _silent_callback: Any = None
 """llama.cpp's no-op log callback; kept referenced, or ctypes would free it under llama.cpp."""
@@ -31,7 +32,7 @@ _closing: Any = None
 
 def debugging() -> bool:
     """Whether ``OPENHOOF_DEBUG`` asks for the libraries' own output (the CLIs' ``--debug`` sets it)."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in _FALSE
+    return env_switch(os.environ.get(DEBUG_ENV)) is True
 
 
 def set_debugging(on: bool = True) -> None:

@@ -88,8 +88,13 @@ class ThresholdPolicy:
 
     def fallback_tools(self, decision: RoutingDecision) -> list[str]:
         """What a fallback on ``decision`` binds (see the class docs; []: every tool)."""
-        n = len(decision.scores)
-        if not decision.valid or n < MANY_TOOLS or self.fallback_share >= 1:
-            return []
-        ranked = sorted(decision.scores, key=lambda name: -decision.scores[name])
-        return ranked[:max(1, math.ceil(self.fallback_share * n))]
+        return fallback_tools(decision.scores, self.fallback_share) if decision.valid else []
+
+
+def fallback_tools(scores: Mapping[str, float], share: float = DEFAULT_FALLBACK_SHARE) -> list[str]:
+    """The best-scored ``share`` of a list of :data:`MANY_TOOLS` or more scored tools, best
+    first and rounded up; [] (every tool) on a shorter list or at share 1."""
+    if len(scores) < MANY_TOOLS or share >= 1:
+        return []
+    ranked = sorted(scores, key=lambda name: -scores[name])
+    return ranked[:max(1, math.ceil(share * len(scores)))]

@@ -39,7 +39,7 @@ from typing import Any
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
 from openhoof_router.learning.evaluation.calibrate import RuleFit, Scored
 from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
-from openhoof_router.serving.policy import MANY_TOOLS, ThresholdPolicy
+from openhoof_router.serving.policy import MANY_TOOLS, ThresholdPolicy, fallback_tools
 from openhoof_router.serving.settings import DEFAULT_FALLBACK_SHARE, DEFAULT_NO_TOOL_THRESHOLD
 
 NONE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -87,16 +87,14 @@ class SafeSide:
 def sent(item: Scored, no_tool_threshold: float, keep: float,
          fallback_share: float = DEFAULT_FALLBACK_SHARE) -> frozenset[str] | None:
     """The tools the reasoner gets for ``item`` (None: every offered tool, a fallback); a
-    "no tool" that falls back on a long list keeps its best-scored ``fallback_share``, as
-    :meth:`ThresholdPolicy.fallback_tools` does."""
+    "no tool" that falls back on a long list keeps its best-scored ``fallback_share``
+    (:func:`~openhoof_router.serving.policy.fallback_tools`)."""
     if INVALID in item.got:
         return None
     if not item.got:
         if item.no_tool_score >= no_tool_threshold:
             return frozenset()
-        ranked = ThresholdPolicy(fallback_share=fallback_share).fallback_tools(
-            RoutingDecision(scores=item.scores))
-        return frozenset(ranked) or None
+        return frozenset(fallback_tools(item.scores, fallback_share)) or None
     return item.got | {name for name, score in item.scores.items() if score >= keep}
 
 
