@@ -24,7 +24,7 @@ class TrainConfig(BaseModel):
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     # 1e-4, half the seed's 2e-4: three seeds kept the general adapter's BFCL mean (69.7 ± 0.4 vs
-    # 69.7; 2e-4 spread 65.9-69.5 over three seeds) and lifted OpenHoof (89.5 vs 82.7); see
+    # 69.7; three seeds at 2e-4 on the same machine: 68.4 ± 2.3) and lifted OpenHoof (89.5 vs 82.7); see
     # benchmarks/README, "A new machine, half the learning rate, and a ranked fallback".
     lr: float = Field(1e-4, gt=0, description="Peak learning rate (linear warm-up and decay).")
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
