@@ -105,7 +105,8 @@ class RoutingDecision(BaseModel):
     fallback: bool = False
     """Set by callers that ignored this decision and offered all tools instead."""
     fallback_reason: str | None = None
-    """Why it fell back: ``invalid``, ``low_confidence`` or ``tool_threshold:NAME``."""
+    """Why it fell back: ``invalid``, ``low_confidence``, ``tool_threshold:NAME`` or ``unseen_tools`` (a
+    "no tool" on a turn offering tools the run was not fitted on)."""
     fallback_tools: list[str] = Field(default_factory=list)
     """On a fallback over a long list, the tools ``narrow`` mode and the middleware bind: the
     best-scored share of them (see :class:`~openhoof_router.serving.policy.ThresholdPolicy`);

@@ -40,7 +40,7 @@ from openhoof_router.learning.data.groups import Group
 from openhoof_router.learning.evaluation.calibrate import RuleFit, fit_verdict_rule
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
-from openhoof_router.learning.evaluation.safe_side import SafeSide, safe_side_of
+from openhoof_router.learning.evaluation.safe_side import SafeSide, fit_safe_side, fit_unseen_side, scored_of
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.allocator import release_memory
 from openhoof_router.models.base_model import BaseModelRef
@@ -78,6 +78,9 @@ class RunPlan(BaseModel):
     """Its run id, written to the manifest."""
     calibration: list[EvalItem] = Field(default_factory=list)
     """Messages the verdict rule and the safe side are fitted on (none: the defaults)."""
+    known_tools: frozenset[str] = frozenset()
+    """A user run's own tools: the safe side fitted on the calibration turns holds for turns
+    offering only these; the others get :func:`.safe_side.fit_unseen_side` (empty: every tool)."""
     evaluations: dict[str, list[EvalItem]]
     """Named evaluation sets; the first is the run's headline (``eval.json``, the confusion plot)."""
     judge: Judge | None = None
@@ -165,13 +168,18 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
     engine = engine_for(gguf, base_model=base, n_threads=cfg.threads, paths=paths)
     try:
         safe: SafeSide | None = None
+        unseen: SafeSide | None = None
         fit: RuleFit | None = None
         with clock.stage("calibrating the verdict rule and the safe side", "calibrate_s"):
             if plan.calibration:
                 fit = fit_verdict_rule(engine, plan.calibration, progress=progress)
                 engine.use_decoding(Decoding(**fit.decoding))
-                safe = safe_side_of(fit, plan.calibration, trust_no_tool=plan.kind != "general")
+                scored = scored_of(fit, plan.calibration)
+                safe = fit_safe_side(scored, trust_no_tool=plan.kind != "general")
                 console.print(f"  {fit.headline()}; {safe.headline()}")
+                if plan.known_tools:
+                    unseen = fit_unseen_side(scored, plan.known_tools)
+                    console.print(f"  other tools: {unseen.headline()}")
         with clock.stage(f"evaluating on {', '.join(plan.evaluations)}", "eval_s"):
             reports = {name: evaluate(engine, items, progress=progress) for name, items in plan.evaluations.items()}
     finally:
@@ -189,6 +197,11 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         metrics["decoding_fit"] = {**fit.decoding, "accuracy": fit.accuracy, "headline": fit.headline()}
     if safe is not None:
         metrics["safe_side"] = safe.as_dict()
+    if unseen is not None:
+        metrics["safe_side_unseen"] = unseen.as_dict()
+    decoding = Decoding(**fit.decoding, **safe.decoding()) if fit and safe else Decoding()
+    if unseen is not None:
+        decoding.known_tools, decoding.unseen_keep_threshold = sorted(plan.known_tools), unseen.keep_threshold
     manifest = RunManifest(
         run_id=layout.root.name,
         kind=plan.kind,
@@ -198,7 +211,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
         hyperparameters={**cfg.model_dump(mode="json"), **plan.hyperparameters},
         data={**plan.data, "n_trained": result.examples},
         files=layout.files(result.adapter_dir, gguf),
-        decoding=Decoding(**fit.decoding, **safe.decoding()) if fit and safe else Decoding(),
+        decoding=decoding,
         metrics={**metrics, **(judgement.metrics if judgement else {})},
         gate={**gate.model_dump(), "forced": force_promote and not gate.promote} if gate else {},
         train={"steps": result.steps, "examples": result.examples, "peak_rss_mb": result.peak_rss_mb,

@@ -22,7 +22,7 @@ from rich.console import Console
 from openhoof_router.learning.config import TrainConfig
 from openhoof_router.learning.data import DataError
 from openhoof_router.learning.data.assemble import Assembled, assemble, bundled_held_out
-from openhoof_router.learning.data.groups import Group, records_to_groups, split_records
+from openhoof_router.learning.data.groups import Group, record_tools, records_to_groups, split_records
 from openhoof_router.learning.data.shipped_samples import CALIBRATION_FILE, GATE_FILE, replay_groups
 from openhoof_router.learning.evaluation.evaluate import (
     EvalItem,
@@ -213,6 +213,7 @@ def run(
             val=records_to_groups(val_recs, group_size=cfg.group_size, seed=cfg.seed, source="val"),
             start_from=start, start_name=start_name,
             calibration=[to_item(r.model_dump()) for r in val_recs] + general_items(n_calib, CALIBRATION_FILE),
+            known_tools=frozenset(t.name for r in data.train for t in record_tools(r)),
             evaluations={"held_out": held, **({"general": general} if general else {})},
             judge=user_judge(registry, base, paths, cfg, progress, held, general, n_single),
             data={"n_examples": len(data.train), "n_train": len(train_recs), "n_val": len(val_recs),

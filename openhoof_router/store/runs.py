@@ -58,6 +58,13 @@ class Decoding(BaseModel):
     keep_threshold: float | None = Field(None, ge=0)
     """``narrow`` mode also binds every tool scoring at least this (None: the answer's tools only);
     see :mod:`openhoof_router.learning.evaluation.safe_side`."""
+    known_tools: list[str] = Field(default_factory=list)
+    """The user's own tools (a user run's training data): the no-tool and keep thresholds above
+    hold on turns offering only these. A turn offering any other tool never follows "no tool"
+    and keeps at :attr:`unseen_keep_threshold`. Empty: every tool counts as known."""
+    unseen_keep_threshold: float | None = Field(None, ge=0)
+    """The keep threshold on turns offering a tool outside :attr:`known_tools`, fitted on the
+    calibration turns that do (None: the answer's tools only)."""
 
 
 class RunLayout(BaseModel):

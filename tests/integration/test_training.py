@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from openhoof_router.core.prompt import PROMPT_FORMAT  # noqa: E402
 from openhoof_router.learning.config import TrainConfig  # noqa: E402
 from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
-from openhoof_router.learning.data.groups import records_to_groups  # noqa: E402
+from openhoof_router.learning.data.groups import record_tools, records_to_groups  # noqa: E402
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
 from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD  # noqa: E402
 from openhoof_router.store.paths import Paths  # noqa: E402
@@ -181,6 +181,12 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
     assert manifest.decoding.keep_threshold == safe["keep_threshold"] and 0 <= safe["turn_recall"] <= 1
     fitted = safe["no_tool_threshold"]  # None when too few no-tool decisions to fit it on: the default then
     assert manifest.decoding.tool_thresholds == ({} if fitted is None else {"none": fitted})
+    # turns offering tools outside the user's: fitted on the 10 general calibration messages (corpus tools)
+    trained = {t.name for r in curated_train()[:32] for t in record_tools(r)}
+    assert manifest.decoding.known_tools == sorted(trained) and trained
+    unseen = manifest.metrics["safe_side_unseen"]
+    assert unseen["n"] == 10 and unseen["no_tool_threshold"] > 1
+    assert manifest.decoding.unseen_keep_threshold == unseen["keep_threshold"]
     assert manifest.gate["user"]["n"] == 12 and manifest.gate["general"]["n"] == 10
     assert manifest.hardware["cpus"] and manifest.durations["train_s"] > 0
     assert set(manifest.durations) == {"assemble_s", "train_s", "export_s", "calibrate_s", "eval_s", "total_s"}

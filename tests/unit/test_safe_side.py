@@ -11,10 +11,12 @@ from openhoof_router.learning.evaluation.safe_side import (
     fit_keep_threshold,
     fit_no_tool_threshold,
     fit_safe_side,
+    fit_unseen_side,
     narrow_report,
     sent,
 )
 from openhoof_router.serving.policy import ThresholdPolicy
+from openhoof_router.store.runs import Decoding
 
 TOOLS = ("weather", "email", "docs", "ticket", "calendar")
 
@@ -101,3 +103,45 @@ def test_a_fallback_on_a_long_list_binds_its_best_scored_half_and_every_tool_oth
     ThresholdPolicy(default=0.2).judge(followed)
     assert not followed.fallback and followed.fallback_tools == []
     assert "fallback_tools" in unsure.summary()
+
+
+def test_turns_offering_tools_outside_the_users_follow_no_no_tool_and_keep_at_their_own_threshold():
+    decoding = Decoding(tool_thresholds={NO_TOOL: 0.5}, keep_threshold=0.3, known_tools=["email", "docs"],
+                        unseen_keep_threshold=0.01)
+    policy = ThresholdPolicy.served(decoding)
+    own = RoutingDecision(no_tool_score=0.9, scores={"email": 0.02, "docs": 0.01})
+    policy.judge(own)
+    assert not own.fallback  # the user's own tools: the fitted no-tool threshold holds
+    other = RoutingDecision(no_tool_score=0.999, scores={"email": 0.02, "weather": 0.01})
+    assert policy.judge(other) > 1 and other.fallback and other.fallback_reason == "unseen_tools"
+    picked = RoutingDecision(tool_calls=[ToolCall(name="weather")], scores={"weather": 0.9, "email": 0.05})
+    policy.judge(picked)
+    assert not picked.fallback and picked.extra_tools == ["email"]  # 0.05 >= the unseen keep 0.01
+    mine = RoutingDecision(tool_calls=[ToolCall(name="email")], scores={"email": 0.9, "docs": 0.05})
+    policy.judge(mine)
+    assert mine.extra_tools == []  # 0.05 < the user's keep 0.3
+    # a caller's own no-tool threshold holds everywhere; so does a caller's keep threshold
+    explicit = ThresholdPolicy.served(decoding, tool_thresholds={NO_TOOL: 0.99}, keep_threshold=0.5)
+    other.fallback, other.fallback_reason = False, None
+    explicit.judge(other)
+    assert not other.fallback
+    picked.extra_tools = []
+    explicit.judge(picked)
+    assert picked.extra_tools == []
+    # no known tools (a general run, or a run from before): every turn is judged alike
+    plain = ThresholdPolicy.served(Decoding(tool_thresholds={NO_TOOL: 0.5}))
+    again = RoutingDecision(no_tool_score=0.999, scores={"email": 0.02, "weather": 0.01})
+    plain.judge(again)
+    assert not again.fallback
+
+
+def test_the_unseen_side_is_fitted_on_the_turns_offering_other_tools_only():
+    known = frozenset({"weather", "email", "docs", "ticket", "calendar"})
+    own = [scored({"email"}, {"email"}, {"email": 0.9}) for _ in range(30)]
+    other = [Scored(frozenset({"search"}), {"search": 0.9, "fetch": 0.2, "weather": 0.0}, 0.0,
+                    frozenset({"search", "fetch"})) for _ in range(25)]
+    side = fit_unseen_side(own + other, known)
+    assert side.n == 25 and side.no_tool_threshold == NEVER
+    assert side.keep_threshold == 0.2  # the highest grid value keeping "fetch" in every turn
+    assert fit_unseen_side(own, known).keep_threshold is None  # no such turns: not fitted, and said so
+    assert "keep not fitted" in fit_unseen_side(own, known).headline()

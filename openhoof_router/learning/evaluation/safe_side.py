@@ -20,7 +20,14 @@ held-out decisions (one routing pass, then arithmetic) and written into the run'
 - the **keep threshold** (``keep_threshold``): ``narrow`` mode and the middleware bind the
   answer's tools *and* every other tool scoring at least this. It is the highest value at
   which the tools sent hold every needed tool in ``recall`` (0.97) of the turns that need
-  one; fitted on at least :data:`MIN_NEEDING` such turns, else not at all.
+  one; fitted on at least :data:`MIN_NEEDING` such turns, else not at all;
+- a user run fits both on its calibration turns, mostly the user's own tools; a turn that
+  offers other tools (``known_tools``) is not what they measured. Training on the user's
+  tools makes the model surer of "no tool" on tools it does not know (BFCL turn recall in
+  ``narrow`` fell from 99.2 % with the shipped adapter to 92.0 % after ``hoof-train run``,
+  benchmarks/README), so such turns never follow "no tool", and keep at the
+  ``unseen_keep_threshold`` fitted by :func:`fit_unseen_side` on the calibration turns
+  that offer other tools (the general corpus's).
 
 :func:`narrow_figures` gives what the reasoner then gets: the **turn recall** (turns whose
 needed tools all reach it, no-tool turns counted as reached) and the mean share of the
@@ -39,12 +46,10 @@ from typing import Any
 from openhoof_router.core.records import NO_TOOL, RoutingDecision
 from openhoof_router.learning.evaluation.calibrate import RuleFit, Scored
 from openhoof_router.learning.evaluation.evaluate import INVALID, EvalItem
-from openhoof_router.serving.policy import MANY_TOOLS, ThresholdPolicy, fallback_tools
+from openhoof_router.serving.policy import MANY_TOOLS, NEVER, ThresholdPolicy, fallback_tools
 from openhoof_router.serving.settings import DEFAULT_FALLBACK_SHARE, DEFAULT_NO_TOOL_THRESHOLD
 
 NONE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
-NEVER = 1.01
-"""A no-tool threshold no score reaches: "no tool" always falls back to every tool."""
 KEEP_GRID = (0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.003, 0.002, 0.001, 0.0)
 MIN_NONE = 10
 """Fewest "no tool" answers kept at a threshold for it to count as reaching the precision."""
@@ -179,7 +184,18 @@ def fit_safe_side(items: Sequence[Scored], *, precision: float = PRECISION, reca
                     notes)
 
 
-def safe_side_of(fit: RuleFit, items: Sequence[EvalItem], **kwargs: Any) -> SafeSide:
-    """The safe side fitted on a verdict rule fit's decisions, with the answers it fitted."""
-    return fit_safe_side([Scored.of(d, item.expected, g) for d, item, g in
-                          zip(fit.decisions, items, fit.answers, strict=True)], **kwargs)
+def scored_of(fit: RuleFit, items: Sequence[EvalItem]) -> list[Scored]:
+    """A verdict rule fit's decisions, with the answers it fitted, to fit the safe side on."""
+    return [Scored.of(d, item.expected, g) for d, item, g in zip(fit.decisions, items, fit.answers, strict=True)]
+
+
+def fit_unseen_side(items: Sequence[Scored], known: frozenset[str]) -> SafeSide:
+    """The safe side of turns offering a tool outside ``known`` (a user run's own tools),
+    fitted on the items that do: "no tool" never followed, and the keep threshold under
+    that (not fitted with fewer than :data:`MIN_NEEDING` such turns needing a tool)."""
+    unseen = [it for it in items if not known.issuperset(it.scores)]
+    side = fit_safe_side(unseen, trust_no_tool=False)
+    side.notes = [f"turns offering tools outside the user's {len(known)}: 'no tool' always falls back"
+                  + ("" if side.keep_threshold is not None else
+                     f"; fewer than {MIN_NEEDING} such calibration turns need a tool: keep not fitted")]
+    return side
