@@ -40,7 +40,14 @@ from openhoof_router.learning.data.groups import Group
 from openhoof_router.learning.evaluation.calibrate import RuleFit, fit_verdict_rule
 from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, evaluate, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
-from openhoof_router.learning.evaluation.safe_side import SafeSide, fit_safe_side, fit_unseen_side, scored_of
+from openhoof_router.learning.evaluation.safe_side import (
+    OWN_RECALL,
+    RECALL,
+    SafeSide,
+    fit_safe_side,
+    fit_unseen_side,
+    scored_of,
+)
 from openhoof_router.learning.trainers.memory import PeakMemory
 from openhoof_router.models.allocator import release_memory
 from openhoof_router.models.base_model import BaseModelRef
@@ -175,7 +182,8 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
                 fit = fit_verdict_rule(engine, plan.calibration, progress=progress)
                 engine.use_decoding(Decoding(**fit.decoding))
                 scored = scored_of(fit, plan.calibration)
-                safe = fit_safe_side(scored, trust_no_tool=plan.kind != "general")
+                safe = fit_safe_side(scored, trust_no_tool=plan.kind != "general",
+                                     recall=OWN_RECALL if plan.kind == "user" else RECALL)
                 console.print(f"  {fit.headline()}; {safe.headline()}")
                 if plan.known_tools:
                     unseen = fit_unseen_side(scored, plan.known_tools)

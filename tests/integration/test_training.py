@@ -18,6 +18,7 @@ from openhoof_router.core.prompt import PROMPT_FORMAT  # noqa: E402
 from openhoof_router.learning.config import TrainConfig  # noqa: E402
 from openhoof_router.learning.data.assemble import Assembled, curated_eval, curated_train  # noqa: E402
 from openhoof_router.learning.data.groups import record_tools, records_to_groups  # noqa: E402
+from openhoof_router.learning.evaluation.safe_side import OWN_RECALL, RECALL  # noqa: E402
 from openhoof_router.models.base_model import BaseModelRef, float_checkpoint  # noqa: E402
 from openhoof_router.serving.settings import DEFAULT_NO_TOOL_THRESHOLD  # noqa: E402
 from openhoof_router.store.paths import Paths  # noqa: E402
@@ -187,6 +188,7 @@ def test_tiny_run_end_to_end(tiny_run, tiny_gguf):
     unseen = manifest.metrics["safe_side_unseen"]
     assert unseen["n"] == 10 and unseen["no_tool_threshold"] > 1
     assert manifest.decoding.unseen_keep_threshold == unseen["keep_threshold"]
+    assert (safe["target_recall"], unseen["target_recall"]) == (OWN_RECALL, RECALL)  # own turns: trained beside
     assert manifest.gate["user"]["n"] == 12 and manifest.gate["general"]["n"] == 10
     assert manifest.hardware["cpus"] and manifest.durations["train_s"] > 0
     assert set(manifest.durations) == {"assemble_s", "train_s", "export_s", "calibrate_s", "eval_s", "total_s"}
