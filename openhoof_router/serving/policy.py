@@ -83,11 +83,14 @@ class ThresholdPolicy:
         """Whether ``decision``'s turn offered a tool outside :attr:`known` (its scored tools)."""
         return self.known is not None and not self.known.issuperset(decision.scores)
 
+    def never_none(self, name: str, unseen: bool) -> bool:
+        """Whether ``name`` is a "no tool" answer that is never followed: on an ``unseen`` turn,
+        unless the caller set the no-tool threshold."""
+        return name == NO_TOOL and unseen and not self.trust_unseen_none
+
     def bar(self, name: str, unseen: bool = False) -> float:
         """The threshold ``name`` (or :data:`NO_TOOL`) must reach; ``unseen``: on a turn offering an unknown tool."""
-        if name == NO_TOOL and unseen and not self.trust_unseen_none:
-            return NEVER
-        return self.per_tool.get(name, self.default)
+        return NEVER if self.never_none(name, unseen) else self.per_tool.get(name, self.default)
 
     def required(self, names: Sequence[str], unseen: bool = False) -> float:
         """The highest threshold among ``names`` (``[]``: the no-tool threshold)."""
@@ -104,7 +107,7 @@ class ThresholdPolicy:
         for name, score in pairs:
             if score < self.bar(name, unseen):
                 decision.fallback = True
-                decision.fallback_reason = ("unseen_tools" if name == NO_TOOL and unseen and not self.trust_unseen_none
+                decision.fallback_reason = ("unseen_tools" if self.never_none(name, unseen)
                                             else f"tool_threshold:{name}" if name in self.per_tool
                                             else "low_confidence")
                 break

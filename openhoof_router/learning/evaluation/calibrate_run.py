@@ -16,7 +16,6 @@ from openhoof_router.core.records import NO_TOOL
 from openhoof_router.learning.data.groups import record_tools
 from openhoof_router.learning.evaluation.calibrate import (
     MIN_SUPPORT,
-    Scored,
     fit_tool_thresholds,
     fit_verdict_rule,
     out_of_reach,
@@ -24,7 +23,7 @@ from openhoof_router.learning.evaluation.calibrate import (
     tradeoff,
 )
 from openhoof_router.learning.evaluation.evaluate import EvalItem, load_eval_items
-from openhoof_router.learning.evaluation.safe_side import fit_safe_side
+from openhoof_router.learning.evaluation.safe_side import fit_safe_side, scored_of
 from openhoof_router.learning.run import engine_for, held_out_items
 from openhoof_router.models.base_model import resolve_base_model
 from openhoof_router.store.paths import Paths
@@ -60,7 +59,7 @@ def calibrate_run(paths: Paths, run_dir: Path | None, data_file: Path | None, *,
         fit = fit_verdict_rule(engine, items, progress=progress)
     finally:
         engine.close()
-    scored = [Scored.of(d, item.expected, got) for d, item, got in zip(fit.decisions, items, fit.answers, strict=True)]
+    scored = scored_of(fit, items)
     default, per_tool = fit_tool_thresholds(scored, target=target)
     # a general run's held-out requests are the corpus's, not the user's: its "no tool" is never followed
     safe = fit_safe_side(scored, trust_no_tool=run.manifest.kind != "general" and not safe_side_only)

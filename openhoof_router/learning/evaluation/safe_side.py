@@ -22,8 +22,8 @@ held-out decisions (one routing pass, then arithmetic) and written into the run'
   which the tools sent hold every needed tool in ``recall`` (0.97) of the turns that need
   one; fitted on at least :data:`MIN_NEEDING` such turns, else not at all;
 - a user run fits both on its calibration turns, mostly the user's own tools (the keep
-  threshold to :data:`OWN_RECALL`, 0.99: those turns come from the data it trained on); a turn that
-  offers other tools (``known_tools``) is not what they measured. Training on the user's
+  threshold to :data:`OWN_RECALL`, 0.99: those turns come from the data it trained on); a
+  turn that offers other tools (``known_tools``) is not what they measured. Training on the user's
   tools makes the model surer of "no tool" on tools it does not know (BFCL turn recall in
   ``narrow`` fell from 99.2 % with the shipped adapter to 92.0 % after ``hoof-train run``,
   benchmarks/README), so such turns never follow "no tool", and keep at the
