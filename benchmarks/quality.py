@@ -65,15 +65,10 @@ DEFAULT_BFCL = Path(__file__).resolve().parents[1].parent / "shared" / "bench" /
 EMBEDDING_THRESHOLD = 0.3
 
 
-NARROW_SETS = {"bfcl": "bfcl:", "openhoof": "openhoof", "followups": "followups",
-               "followups_no_context": "followups_no_context"}
-"""Label -> the sets it pools: a name ending in ":" is a prefix (BFCL's categories), any other an exact set.
-Follow-ups are served with their earlier turns; the copy without them is a harder stress set, so
-each gets its own figures."""
-
-
-def narrow_members(names: Sequence[str], key: str) -> list[str]:
-    return [n for n in names if (n.startswith(key) if key.endswith(":") else n == key)]
+NARROW_SETS = {"bfcl": tuple(f"bfcl:{c}" for c in CATEGORIES), "openhoof": ("openhoof",), "followups": ("followups",),
+               "followups_no_context": ("followups_no_context",)}
+"""Label -> the sets its `narrow` figures pool. Follow-ups are served with their earlier turns;
+the copy without them is a harder stress set, so each gets its own figures."""
 
 
 def load_sets(bfcl: Path, per_category: int | None, seed: int = 0) -> dict[str, list[EvalItem]]:
@@ -110,11 +105,11 @@ def row_of(reports: dict[str, EvalReport], outcomes: dict[str, list[Outcome]],
     row["p50_ms"] = oh.latency_p50_ms
     for name, report in reports.items():
         row[f"kinds:{name}"] = {k: report.error_kinds.get(k, 0) for k in ERROR_KINDS[:4]}
-    for label, prefix in NARROW_SETS.items():
-        pooled = [o for name in narrow_members(list(outcomes), prefix) for o in outcomes[name]]
+    for label, names in NARROW_SETS.items():
+        pooled = [o for name in names for o in outcomes[name]]
         row[f"narrow_recall:{label}"], row[f"narrow_cut:{label}"] = narrow_figures(pooled)
         if before is not None:
-            pooled = [o for name in narrow_members(list(before), prefix) for o in before[name]]
+            pooled = [o for name in names for o in before[name]]
             row[f"before_recall:{label}"], row[f"before_cut:{label}"] = narrow_figures(pooled)
     return row
 
