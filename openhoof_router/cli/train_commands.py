@@ -224,6 +224,9 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @click.option("--adjacent-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of Seal-Tools lists that offer a tool of the request's field doing a nearby but "
                    "different job (alone: no tool needed; beside the needed tool: only that one).")
+@click.option("--sibling-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of Seal-Tools lists that offer a needed tool beside a sibling that reads almost the "
+                   "same (gcd / lcm); the request says which one it needs.")
 @click.option("--ship", is_flag=True, help="Copy the result into the package's data folder (maintainers).")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True,
               help="CPU training: save a checkpoint every N steps (what --resume continues from).")
@@ -234,7 +237,8 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
 @click.pass_context
 @handle_errors
 def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes: int, data_seed: int,
-             extra_corpora: tuple[tuple[Path, int], ...], adjacent_share: float, ship: bool, checkpoint_every: int,
+             extra_corpora: tuple[tuple[Path, int], ...], adjacent_share: float, sibling_share: float, ship: bool,
+             checkpoint_every: int,
              resume: Path | None,
              **options: Any) -> None:
     """Rebuild the general adapter from the public corpus (GPU when visible, else CPU).
@@ -250,7 +254,8 @@ def pretrain(ctx: click.Context, corpus: Path, seal_groups: int, openhoof_passes
     cfg = GENERAL_DEFAULTS.model_copy(update={k: v for k, v in options.items() if k in TRAIN_FIELDS and v is not None})
     manifest = run_pretrain(corpus, paths=ctx.obj, cfg=cfg, base_model=options.get("base_model"),
                             seal_groups_n=seal_groups, openhoof_passes=openhoof_passes, data_seed=data_seed,
-                            extra_corpora=extra_corpora, adjacent_share=adjacent_share, ship=ship,
+                            extra_corpora=extra_corpora, adjacent_share=adjacent_share,
+                            sibling_share=sibling_share, ship=ship,
                             progress=not options.get("no_progress"),
                             console=log, checkpoint_every=checkpoint_every, resume=resume)
     click.echo(json.dumps({"run": manifest.run_id, "metrics": {k: v.get("accuracy", v) if isinstance(v, dict) else v

@@ -83,6 +83,7 @@ def pretrain(
     data_seed: int = 1,
     extra_corpora: Sequence[tuple[Path, int]] = (),
     adjacent_share: float = 0.0,
+    sibling_share: float = 0.0,
     ship: bool = False,
     progress: bool = True,
     console: Console | None = None,
@@ -97,7 +98,9 @@ def pretrain(
     with the number of tool lists to build from it. The gate and calibration samples come
     from ``corpus_dir`` alone, so runs with and without extra corpora are judged alike.
     ``adjacent_share``: the share of Seal-Tools lists that offer a neighbour of a needed tool
-    (:func:`~openhoof_router.learning.data.general_corpus.adjacent_groups`).
+    (:func:`~openhoof_router.learning.data.general_corpus.adjacent_groups`); ``sibling_share``:
+    the share that offer a needed tool beside a sibling it must be told apart from
+    (:func:`~openhoof_router.learning.data.general_corpus.sibling_groups`).
 
     CPU training saves a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
     interrupted pretraining's run folder) continues from its latest one, with the same
@@ -116,7 +119,7 @@ def pretrain(
             samples = build_samples(corpus_dir, layout.samples)
             groups = general_groups(corpus, seal_groups_n=seal_groups_n, openhoof_passes=openhoof_passes,
                                     seed=data_seed, extra=[(load_seal(d), n) for d, n in extra_corpora],
-                                    adjacent=adjacent_share)
+                                    adjacent=adjacent_share, siblings=sibling_share)
             rows = json.dumps([group_to_row(g) for g in groups], ensure_ascii=False)
             groups_sha256 = hashlib.sha256(rows.encode()).hexdigest()
             n_examples = sum(len(g.samples) for g in groups)
@@ -140,7 +143,8 @@ def pretrain(
                                         for d, n in extra_corpora]} if extra_corpora else {}),
                   "groups": len(groups), "n_examples": n_examples, "groups_sha256": groups_sha256, **samples},
             hyperparameters={"seal_groups": seal_groups_n, "openhoof_passes": openhoof_passes, "data_seed": data_seed,
-                             **({"adjacent_share": adjacent_share} if adjacent_share else {})},
+                             **({"adjacent_share": adjacent_share} if adjacent_share else {}),
+                             **({"sibling_share": sibling_share} if sibling_share else {})},
             checkpoint_every=checkpoint_every,
             resume=resume is not None,
             loss_title="general adapter: training loss",

@@ -261,3 +261,49 @@ def test_adjacent_lists_offer_a_neighbour_that_the_request_does_not_need():
             answered.setdefault(s.message, []).append(len(s.answer))
     twins = [n for n in answered.values() if 0 in n]
     assert twins and all(any(n) for n in twins)
+
+
+def test_sibling_lists_offer_a_lookalike_the_request_tells_apart():
+    """``siblings=``: lists where a needed tool sits beside a same-field tool that reads almost
+    the same (word overlap ≥ NEAR_DUPLICATE), and the request holds a word only the needed one
+    has and none only the sibling has. Only the needed tool is the answer; the sibling is
+    answered where a request of its own comes along. Without it the draw is unchanged."""
+    from support import SHARED
+
+    from openhoof_router.learning.data.general_corpus import (
+        NEAR_DUPLICATE,
+        _content_words,
+        _stems,
+        general_groups,
+        load_seal,
+    )
+
+    seal_dir = SHARED / "corpora" / "seal_tools"
+    if not seal_dir.is_dir():
+        pytest.skip("../shared/corpora not beside the checkout")
+    seal = load_seal(seal_dir)
+    pairs = seal.siblings()
+    assert len(pairs) > 500
+    for query, tool, sibling in pairs:
+        a, b = _content_words(seal.tools[tool]), _content_words(seal.tools[sibling])
+        assert seal.field_of[tool] == seal.field_of[sibling] and len(a & b) / len(a | b) >= NEAR_DUPLICATE
+        assert tool in query["expected_tools"] and sibling not in query["expected_tools"]
+        said = _stems(query["query"])
+        assert _stems(" ".join(a - b)) & said and not _stems(" ".join(b - a)) & said
+    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
+    assert list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4))) == \
+        list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, siblings=0.0)))
+    groups = general_groups(seal, seal_groups_n=60, openhoof_passes=0, seed=4, siblings=0.5)
+    lists = [g for g in groups if g.source == "seal:sibling"]
+    assert 15 <= len(lists) <= 50
+    labels = {q["query"]: q["expected_tools"] for q in seal.train}
+    for g in lists:
+        assert 2 <= len(g.tools) <= 5
+        for s in g.samples:  # names may be restyled: compare counts
+            assert set(s.answer) <= {t.name for t in g.tools}
+            if s.message in labels:  # a request of the corpus: its offered tools (none for a negative)
+                assert len(s.answer) <= len(labels[s.message])
+            else:  # two requests joined: both lookalikes
+                assert " Also: " in s.message and len(s.answer) >= 2
+    samples = [s for g in lists for s in g.samples]
+    assert any(not s.answer for s in samples) and any(len(s.answer) >= 2 for s in samples)

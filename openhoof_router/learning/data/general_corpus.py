@@ -17,6 +17,9 @@ held-out requests. The held-out ones build the fixed samples shipped with the pa
   - requests offered only unrelated tools, and chit-chat, answered ``none``;
   - on request (``adjacent``), a neighbour of a needed tool: the same field, a nearby but
     different job, alone (``none``) beside its twin list with the needed tool instead;
+  - on request (``siblings``), a sibling of a needed tool offered beside it: a tool whose
+    name and description read almost the same (``calculate_gcd`` / ``calculate_lcm``), where
+    the request names what tells them apart; only the needed one is the answer;
   - descriptions cut or missing, parameter lists dropped, names rewritten in snake_case
     or with a namespace (BFCL-style ``module_function`` names);
   - earlier turns as context: an unrelated earlier request (the new one routes on its
@@ -68,7 +71,7 @@ class SealCorpus:
     queries_by_field: dict[str, list[dict]] = field(default_factory=dict)
     """Top-level field -> training requests that use a tool of it."""
     _neighbours: dict[str, list[str]] | None = field(default=None, repr=False)
-
+    _siblings: list[tuple[dict, str, str]] | None = field(default=None, repr=False)
 
     @property
     def fields(self) -> list[str]:
@@ -89,6 +92,35 @@ class SealCorpus:
                         scored.append((-overlap, other))
                 self._neighbours[name] = [other for _, other in sorted(scored)[:3]]
         return self._neighbours
+
+
+    def siblings(self) -> list[tuple[dict, str, str]]:
+        """(training request, a tool it needs, a sibling of that tool it does not need): same
+        field, word overlap of at least :data:`NEAR_DUPLICATE`, and the request holds a word
+        only the needed tool has and none only the sibling has (so the label is clean: the
+        request itself says which of the two it is); computed once."""
+        if self._siblings is None:
+            words = {n: _content_words(t) for n, t in self.tools.items()}
+            near: dict[str, list[str]] = {}
+            for name in self.tools:
+                near[name] = [other for other in self.by_field[self.field_of[name]] if other != name
+                              and len(words[name] & words[other]) / len(words[name] | words[other]) >= NEAR_DUPLICATE]
+            self._siblings = []
+            for q in self.train:
+                said = _stems(q["query"])
+                for tool in q["expected_tools"]:
+                    for other in near[tool]:
+                        if other in q["expected_tools"]:
+                            continue
+                        if _stems(" ".join(words[tool] - words[other])) & said and \
+                                not _stems(" ".join(words[other] - words[tool])) & said:
+                            self._siblings.append((q, tool, other))
+        return self._siblings
+
+
+def _stems(text: str) -> set[str]:
+    """Word stems (first five letters) of ``text``: enough to match "calculate" with "calculation"."""
+    return {w[:5] for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2}
 
 
 def _held_out(query_id: str) -> bool:
@@ -223,8 +255,45 @@ def adjacent_groups(corpus: SealCorpus, rng: random.Random) -> list[Group]:
     return groups
 
 
+JOINED_SHARE = 0.8
+"""How often a sibling list that has a request for each lookalike also gets both joined into one."""
+
+
+def sibling_groups(corpus: SealCorpus, rng: random.Random) -> list[Group]:
+    """A list built on a request, a tool it needs and a sibling of that tool (see
+    :meth:`SealCorpus.siblings`), the BFCL "multiple" kind: tools that compete, only one
+    needed. Where the corpus has a request that needs the sibling and not the tool, it comes
+    too, answered with the sibling, so neither is simply the tool to call, and mostly (:data:`JOINED_SHARE`)
+    the two requests joined into one, answered with both (BFCL's "parallel_multiple" kind);
+    sometimes a request of the same field needing neither ("none"); with 0-3 distractors.
+    Returns no list when the corpus has no siblings."""
+    pairs = corpus.siblings()
+    if not pairs:
+        return []
+    query, tool, sibling = rng.choice(pairs)
+    others = distractors(corpus, rng, set(query["expected_tools"]) | {sibling}, [corpus.field_of[tool]],
+                         rng.choice([0, 1, 2, 3]))
+    offered = [tool, sibling] + others
+    rng.shuffle(offered)
+    offered_set = set(offered)
+    back = [q for q, t, s in pairs if t == sibling and s == tool]
+    requests = [query] + ([rng.choice(back)] if back else [])
+    samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in requests]
+    if len(requests) == 2 and rng.random() < JOINED_SHARE:  # one request asking for both: both are needed
+        samples.append(Sample(f"{requests[0]['query'].strip()} Also: {requests[1]['query'].strip()}",
+                              sorted({n for q in requests for n in q["expected_tools"] if n in offered_set})))
+    samples += [Sample(q["query"], []) for q in _negatives(corpus, rng, offered_set, [corpus.field_of[tool]],
+                                                             rng.choice([0, 1]), requests)]
+    styler = Styler.pick(rng)
+    tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]
+    for s in samples:
+        s.answer = [styler.names[n] for n in s.answer]
+    rng.shuffle(samples)
+    return [Group(tools, samples, source="seal:sibling")]
+
+
 def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int,
-                adjacent: float = 0.0) -> list[Group]:
+                adjacent: float = 0.0, siblings: float = 0.0) -> list[Group]:
     """``n_groups`` tool lists with their requests (see the module docstring).
 
     Kinds: ``multi`` (multi-tool requests, every needed tool offered, among distractors),
@@ -240,6 +309,11 @@ def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups
     for _ in range(n_groups):
         if adjacent and rng.random() < adjacent:  # no draw at 0: the default lists stay as they were
             built = adjacent_groups(corpus, rng)
+            if built:
+                groups += built
+                continue
+        if siblings and rng.random() < siblings:  # no draw at 0, as above
+            built = sibling_groups(corpus, rng)
             if built:
                 groups += built
                 continue
@@ -330,15 +404,15 @@ def openhoof_groups(records: Sequence[TrainingRecord], corpus: SealCorpus, rng: 
 
 def general_groups(corpus: SealCorpus, *, seal_groups_n: int, openhoof_passes: int, seed: int,
                    group_size: int = 8, extra: Sequence[tuple[SealCorpus, int]] = (),
-                   adjacent: float = 0.0) -> list[Group]:
+                   adjacent: float = 0.0, siblings: float = 0.0) -> list[Group]:
     """The whole general training set, shuffled. ``extra``: more corpora in the same format
     (e.g. MetaTool, see ``training/corpora``), each with the number of tool lists built
     from it; their lists offer only their own tools (a corpus's requests are labelled for its
     own catalog, not for another's). ``adjacent``: the share of Seal-Tools lists of the
-    :func:`adjacent_groups` kind."""
+    :func:`adjacent_groups` kind; ``siblings``: of the :func:`sibling_groups` kind."""
     rng = random.Random(seed)
     extras = load_extras()
-    groups = seal_groups(corpus, extras, rng, seal_groups_n, adjacent=adjacent)
+    groups = seal_groups(corpus, extras, rng, seal_groups_n, adjacent=adjacent, siblings=siblings)
     groups += openhoof_groups(openhoof_records(), corpus, rng, openhoof_passes, group_size)
     for other, n_groups in extra:  # after the rest: without extra corpora the draw is unchanged
         groups += [replace(g, source=f"extra:{g.source}") for g in seal_groups(other, extras, rng, n_groups)]
