@@ -190,21 +190,37 @@ def test_shipped_calibration_holds_both_sides_of_each_decision(tmp_path):
             assert (tmp_path / shipped.name).read_text() == shipped.read_text()
 
 
-def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone():
+@pytest.fixture(scope="module")
+def seal():
+    """The Seal-Tools corpus of ../shared, loaded once for the general-corpus tests."""
+    from support import SHARED
+
+    from openhoof_router.learning.data.general_corpus import load_seal
+
+    seal_dir = SHARED / "corpora" / "seal_tools"
+    if not seal_dir.is_dir():
+        pytest.skip("../shared/corpora not beside the checkout")
+    return load_seal(seal_dir)
+
+
+def assert_draw_unchanged(seal, **off: float) -> None:
+    """An option at 0 leaves the default draw as it was, list for list and request for request."""
+    from openhoof_router.learning.data.general_corpus import general_groups
+
+    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
+    assert list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4))) == \
+        list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, **off)))
+
+
+def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone(seal):
     """``general_groups(extra=...)``: the converted MetaTool corpus (training/corpora) adds
     tool lists built only from its own tools, with its own requests (several that need one
     tool, some none); without it the Seal-Tools draw is unchanged, group for group."""
     from pathlib import Path
 
-    from support import SHARED
-
     from openhoof_router.learning.data.general_corpus import general_groups, load_seal
 
-    seal_dir = SHARED / "corpora" / "seal_tools"
-    if not seal_dir.is_dir():
-        pytest.skip("../shared/corpora not beside the checkout")
     metatool = load_seal(Path(__file__).parents[2] / "training" / "corpora" / "metatool")
-    seal = load_seal(seal_dir)
     assert len(metatool.tools) == 199 and not set(metatool.tools) & set(seal.tools)
     plain = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4)
     mixed = general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, extra=[(metatool, 30)])
@@ -221,33 +237,20 @@ def test_extra_corpus_adds_its_own_lists_and_leaves_the_default_draw_alone():
     assert answers.count(0) and answers.count(1) and any(n > 1 for n in answers)
 
 
-def test_adjacent_lists_offer_a_neighbour_that_the_request_does_not_need():
+def test_adjacent_lists_offer_a_neighbour_that_the_request_does_not_need(seal):
     """``adjacent=``: lists built on a request and a same-field tool doing a nearby job (some
     words shared, not a near-duplicate). Each request is answered with the offered tools the
     corpus labels it with, so the neighbour alone means "none", and such a list comes with its
     twin, where the needed tool stands in its place and the same request is answered with it.
     Without it the draw is unchanged."""
-    from support import SHARED
+    from openhoof_router.learning.data.general_corpus import NEAR_DUPLICATE, _content_words, general_groups
 
-    from openhoof_router.learning.data.general_corpus import (
-        NEAR_DUPLICATE,
-        _content_words,
-        general_groups,
-        load_seal,
-    )
-
-    seal_dir = SHARED / "corpora" / "seal_tools"
-    if not seal_dir.is_dir():
-        pytest.skip("../shared/corpora not beside the checkout")
-    seal = load_seal(seal_dir)
     for name, nbrs in seal.neighbours().items():
         for other in nbrs:
             a, b = _content_words(seal.tools[name]), _content_words(seal.tools[other])
             assert seal.field_of[other] == seal.field_of[name] and 0 < len(a & b) / len(a | b) < NEAR_DUPLICATE
     assert sum(bool(v) for v in seal.neighbours().values()) > 0.8 * len(seal.tools)
-    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
-    assert list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4))) == \
-        list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, adjacent=0.0)))
+    assert_draw_unchanged(seal, adjacent=0.0)
     groups = general_groups(seal, seal_groups_n=60, openhoof_passes=0, seed=4, adjacent=0.5)
     adjacent = [g for g in groups if g.source == "seal:adjacent"]
     assert 15 <= len(adjacent) <= 70
@@ -263,25 +266,13 @@ def test_adjacent_lists_offer_a_neighbour_that_the_request_does_not_need():
     assert twins and all(any(n) for n in twins)
 
 
-def test_sibling_lists_offer_a_lookalike_the_request_tells_apart():
+def test_sibling_lists_offer_a_lookalike_the_request_tells_apart(seal):
     """``siblings=``: lists where a needed tool sits beside a same-field tool that reads almost
     the same (word overlap ≥ NEAR_DUPLICATE), and the request holds a word only the needed one
     has and none only the sibling has. Only the needed tool is the answer; the sibling is
     answered where a request of its own comes along. Without it the draw is unchanged."""
-    from support import SHARED
+    from openhoof_router.learning.data.general_corpus import NEAR_DUPLICATE, _content_words, _stems, general_groups
 
-    from openhoof_router.learning.data.general_corpus import (
-        NEAR_DUPLICATE,
-        _content_words,
-        _stems,
-        general_groups,
-        load_seal,
-    )
-
-    seal_dir = SHARED / "corpora" / "seal_tools"
-    if not seal_dir.is_dir():
-        pytest.skip("../shared/corpora not beside the checkout")
-    seal = load_seal(seal_dir)
     pairs = seal.siblings()
     assert len(pairs) > 500
     for query, tool, sibling in pairs:
@@ -290,9 +281,7 @@ def test_sibling_lists_offer_a_lookalike_the_request_tells_apart():
         assert tool in query["expected_tools"] and sibling not in query["expected_tools"]
         said = _stems(query["query"])
         assert _stems(" ".join(a - b)) & said and not _stems(" ".join(b - a)) & said
-    key = lambda g: (tuple(t.name for t in g.tools), tuple(s.message for s in g.samples))  # noqa: E731
-    assert list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4))) == \
-        list(map(key, general_groups(seal, seal_groups_n=20, openhoof_passes=0, seed=4, siblings=0.0)))
+    assert_draw_unchanged(seal, siblings=0.0)
     groups = general_groups(seal, seal_groups_n=60, openhoof_passes=0, seed=4, siblings=0.5)
     lists = [g for g in groups if g.source == "seal:sibling"]
     assert 15 <= len(lists) <= 50

@@ -34,10 +34,12 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from openhoof_router.core.records import PastToolCall, PastTurn, TrainingRecord
 from openhoof_router.core.tools import ToolSpec, builtin_tools, to_spec
+from openhoof_router.learning.data.assemble import jaccard
 from openhoof_router.learning.data.groups import Group, Sample, records_to_groups
 from openhoof_router.learning.data.tool_styles import Styler
 from openhoof_router.store.paths import FOLLOWUPS_TRAIN_FILE, PACKAGE_DATA
@@ -77,22 +79,25 @@ class SealCorpus:
     def fields(self) -> list[str]:
         return sorted(self.by_field)
 
+    @cached_property
+    def words(self) -> dict[str, frozenset[str]]:
+        """Tool name -> the content words of its name and description (what overlaps are read on)."""
+        return {n: _content_words(t) for n, t in self.tools.items()}
+
     def neighbours(self) -> dict[str, list[str]]:
         """Per tool, up to three tools of its field that do a nearby but different job (most
         words shared, but not near-duplicates that could serve the same request); computed once."""
         if self._neighbours is None:
-            words = {n: _content_words(t) for n, t in self.tools.items()}
+            words = self.words
             self._neighbours = {}
             for name in self.tools:
                 scored = []
                 for other in self.by_field[self.field_of[name]]:
-                    union = words[name] | words[other]
-                    overlap = len(words[name] & words[other]) / len(union) if union and other != name else 0.0
+                    overlap = jaccard(words[name], words[other]) if other != name else 0.0
                     if 0.0 < overlap < NEAR_DUPLICATE:
                         scored.append((-overlap, other))
                 self._neighbours[name] = [other for _, other in sorted(scored)[:3]]
         return self._neighbours
-
 
     def siblings(self) -> list[tuple[dict, str, str]]:
         """(training request, a tool it needs, a sibling of that tool it does not need): same
@@ -100,11 +105,10 @@ class SealCorpus:
         only the needed tool has and none only the sibling has (so the label is clean: the
         request itself says which of the two it is); computed once."""
         if self._siblings is None:
-            words = {n: _content_words(t) for n, t in self.tools.items()}
-            near: dict[str, list[str]] = {}
-            for name in self.tools:
-                near[name] = [other for other in self.by_field[self.field_of[name]] if other != name
-                              and len(words[name] & words[other]) / len(words[name] | words[other]) >= NEAR_DUPLICATE]
+            words = self.words
+            near = {name: [other for other in self.by_field[self.field_of[name]]
+                           if other != name and jaccard(words[name], words[other]) >= NEAR_DUPLICATE]
+                    for name in self.tools}
             self._siblings = []
             for q in self.train:
                 said = _stems(q["query"])
@@ -215,6 +219,18 @@ def _negatives(corpus: SealCorpus, rng: random.Random, offered: set[str], fields
     return out
 
 
+def _styled_group(corpus: SealCorpus, rng: random.Random, offered: list[str], samples: list[Sample],
+                  source: str) -> Group:
+    """The offered tools in one picked style (names rewritten, descriptions cut...), the answers
+    renamed to match, the requests shuffled."""
+    styler = Styler.pick(rng)
+    tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]  # names the tools first
+    for s in samples:
+        s.answer = [styler.names[n] for n in s.answer]
+    rng.shuffle(samples)
+    return Group(tools, samples, source=source)
+
+
 KINDS = {"multi": 25, "single": 18, "solo": 25, "tiny": 14, "partial": 18}
 """Shares of the tool-list kinds (see :func:`seal_groups`)."""
 
@@ -246,12 +262,7 @@ def adjacent_groups(corpus: SealCorpus, rng: random.Random) -> list[Group]:
         offered_set = set(offered)
         requests = [query] + ([neighbour_user] if neighbour_user and neighbour in offered_set else [])
         samples = [Sample(q["query"], [n for n in q["expected_tools"] if n in offered_set]) for q in requests]
-        styler = Styler.pick(rng)
-        tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]  # names the tools first
-        for s in samples:
-            s.answer = [styler.names[n] for n in s.answer]
-        rng.shuffle(samples)
-        groups.append(Group(tools, samples, source="seal:adjacent"))
+        groups.append(_styled_group(corpus, rng, offered, samples, "seal:adjacent"))
     return groups
 
 
@@ -284,12 +295,7 @@ def sibling_groups(corpus: SealCorpus, rng: random.Random) -> list[Group]:
                               sorted({n for q in requests for n in q["expected_tools"] if n in offered_set})))
     samples += [Sample(q["query"], []) for q in _negatives(corpus, rng, offered_set, [corpus.field_of[tool]],
                                                              rng.choice([0, 1]), requests)]
-    styler = Styler.pick(rng)
-    tools = [styler.tool(corpus.tools[n], corpus.field_of[n]) for n in offered]
-    for s in samples:
-        s.answer = [styler.names[n] for n in s.answer]
-    rng.shuffle(samples)
-    return [Group(tools, samples, source="seal:sibling")]
+    return [_styled_group(corpus, rng, offered, samples, "seal:sibling")]
 
 
 def seal_groups(corpus: SealCorpus, extras: Extras, rng: random.Random, n_groups: int,
