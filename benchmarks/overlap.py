@@ -11,8 +11,9 @@ description (0, 1, 2 or more) and prints, per split, the mean P(needed) and the 
 ≥ 0.5. A model that reads meaning scores needed tools high and unneeded ones low in every
 split; one that counts shared words scores by split.
 
-``--corpus`` prints the same count for training corpora (Seal-Tools layout): the tools a
-request needs against three other tools drawn at random, which says how well shared words
+``--corpus`` prints the same count for training corpora (Seal-Tools layout, read as
+``hoof-train pretrain`` reads them): the tools a request needs against three other tools
+drawn at random, which says how well shared words
 alone would label that corpus.
 """
 
@@ -29,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import DEFAULT_BFCL, load_sets  # noqa: E402
+
+from openhoof_router.learning.data.general_corpus import load_seal  # noqa: E402
 
 STOP = frozenset("the an of to in for on and or is are be with by from at as it this that you me my your "
                  "what how can please get set".split())
@@ -78,25 +81,19 @@ def model_table(sets: dict, scores_dir: Path, labels: list[str]) -> None:
 def corpus_table(corpora: list[Path]) -> None:
     print("\n| corpus | tools | requests' tools: 0 / 1 / 2+ shared | 3 random other tools: 0 / 1 / 2+ shared |")
     print("|---|---|---|---|")
-    for corpus in corpora:
-        tools = {}
-        for line in (corpus / "tools.jsonl").read_text().splitlines():
-            if line.strip():
-                fn = json.loads(line)["function"]
-                tools[fn["name"]] = fn.get("description", "")
+    for path in corpora:
+        corpus = load_seal(path)
+        tools = {n: t.description for n, t in corpus.tools.items()}
         rng, names = random.Random(0), sorted(tools)
         needed, other = [], []
-        for line in (corpus / "queries.jsonl").read_text().splitlines():
-            if not line.strip():
-                continue
-            q = json.loads(line)
-            needed += [shared(q["query"], n, tools[n]) for n in q["expected_tools"] if n in tools]
+        for q in corpus.train + corpus.held:
+            needed += [shared(q["query"], n, tools[n]) for n in q["expected_tools"]]
             other += [shared(q["query"], n, tools[n]) for n in rng.sample(names, 3) if n not in q["expected_tools"]]
 
         def shares(xs: list[int]) -> str:
             return " / ".join(f"{sum(in_split(x, s) for x in xs) / max(1, len(xs)):.1%}" for s in SPLITS)
 
-        print(f"| {corpus} | {len(tools)} | {shares(needed)} ({len(needed)}) | {shares(other)} ({len(other)}) |")
+        print(f"| {path} | {len(tools)} | {shares(needed)} ({len(needed)}) | {shares(other)} ({len(other)}) |")
 
 
 def main() -> None:
