@@ -9,11 +9,11 @@ from __future__ import annotations
 
 EXTRAS: dict[str, str] = {
     # import name -> the extra that brings it
-    "torch": "train", "transformers": "train", "peft": "train", "trl": "train", "datasets": "train",
+    "torch": "train", "transformers": "train", "peft": "train",
     "accelerate": "train", "matplotlib": "train", "sentencepiece": "train", "rich": "train", "tqdm": "train",
     "psutil": "train", "llama_cpp": "llama", "uvicorn": "cpu", "fastapi": "cpu", "sse_starlette": "cpu",
     "mlx": "mlx-linux' (Linux) or 'openhoof-router[mac]", "mlx_lm": "mlx-linux",
-    "langchain": "langchain", "langchain_openai": "langchain", "langgraph": "langchain", "unsloth": "cuda",
+    "langchain": "langchain", "langchain_openai": "langchain", "langgraph": "langchain",
     "sentence_transformers": "bench",
 }
 

@@ -229,7 +229,7 @@ def generate(paths: Paths, count: int, tools_file: Path | None, base_url: str, t
                    "same (gcd / lcm); the request says which one it needs.")
 @click.option("--ship", is_flag=True, help="Copy the result into the package's data folder (maintainers).")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True,
-              help="CPU training: save a checkpoint every N steps (what --resume continues from).")
+              help="CPU and CUDA training: save a checkpoint every N steps (what --resume continues from).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue an interrupted pretraining from its run folder's latest checkpoint (same result "
                    "as an uninterrupted run; give the same options).")

@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
                             "has bf16 instructions (2x faster here), else float32. LoRA weights stay float32.")
     max_tokens: int = Field(1536, ge=64, description="Examples longer than this (prompt + verdict marks) are dropped.")
     step_tokens: int = Field(
-        640, ge=64, description="CPU trainer: most padded request tokens one forward pass holds (a group's requests "
+        640, ge=64, description="torch trainer: most padded request tokens one forward pass holds (a group's requests "
                                 "beyond it run in pieces; peak memory grows ~2 MB a token).")
 
 

@@ -102,7 +102,7 @@ def pretrain(
     the share that offer a needed tool beside a sibling it must be told apart from
     (:func:`~openhoof_router.learning.data.general_corpus.sibling_groups`).
 
-    CPU training saves a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
+    CPU and CUDA training save a checkpoint every ``checkpoint_every`` steps; ``resume`` (an
     interrupted pretraining's run folder) continues from its latest one, with the same
     result as an uninterrupted run. Raises ``RunError`` when the folder has no checkpoint, or
     when the data or settings differ from those it was started with.

@@ -136,21 +136,17 @@ class RunClock:
 def train_with(backend: str, train: Sequence[Group], val: Sequence[Group], cfg: TrainConfig, run_dir: Path,
                base: BaseModelRef, paths: Paths, *, progress: bool, model_override: tuple | None = None,
                start_from: Path | None = None, checkpoint_every: int = 0, resume: bool = False) -> TrainResult:
-    """Dispatch to the trainer backend (``cpu``, ``cuda`` or ``mlx``); checkpoints are the CPU trainer's."""
+    """Dispatch to the trainer backend: ``cpu`` and ``cuda`` (one torch trainer, checkpoints and
+    resume), or ``mlx``."""
     if backend == "mlx":
         from openhoof_router.learning.trainers.mlx import train_mlx
 
         return train_mlx(train, val, cfg, run_dir, base, paths=paths, progress=progress, start_from=start_from)
+    from openhoof_router.learning.trainers.torch_lora import train_torch
+
     model, tokenizer = model_override or (None, None)
-    if backend == "cuda":
-        from openhoof_router.learning.trainers.cuda import train_cuda
-
-        return train_cuda(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                          tokenizer=tokenizer, start_from=start_from)
-    from openhoof_router.learning.trainers.cpu import train_cpu
-
-    return train_cpu(train, val, cfg, run_dir, base, paths=paths, progress=progress, model=model,
-                     tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume)
+    return train_torch(train, val, cfg, run_dir, base, device=backend, paths=paths, progress=progress, model=model,
+                       tokenizer=tokenizer, start_from=start_from, checkpoint_every=checkpoint_every, resume=resume)
 
 
 def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = True,
@@ -164,8 +160,8 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
                      f"(rank {cfg.lora_rank}, {cfg.epochs} epochs, lr {cfg.lr})", "train_s"):
         result = train_with(backend, plan.train, plan.val, cfg, layout.root, base, paths, progress=progress,
                             model_override=plan.model_override, start_from=plan.start_from,
-                            checkpoint_every=plan.checkpoint_every if backend == "cpu" else 0,
-                            resume=plan.resume and backend == "cpu")
+                            checkpoint_every=plan.checkpoint_every if backend != "mlx" else 0,
+                            resume=plan.resume and backend != "mlx")
     release_memory()  # the trainer's model and activations: not carried into merge and evaluation
     if base.gguf is None:
         raise RunError(f"base model {base.name} has no GGUF to merge the adapter into")

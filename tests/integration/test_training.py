@@ -1,5 +1,5 @@
 """Training on a tiny Gemma 3 built with the real tokenizer: the shared-prefix loss, determinism,
-the CUDA trainer's code path on CPU (and its tokens), the whole run (loss falls, export →
+the same loss and training on a CUDA GPU (where one is visible), the whole run (loss falls, export →
 llama.cpp routes, calibration, gate), --auto thresholds, and CLI options. Real files, real
 processes. (The paired gate and the loop's progress lines are unit tests.)"""
 
@@ -82,7 +82,7 @@ def test_shared_prefix_loss_equals_full_forward_loss(codec):
     from torch.nn.functional import softplus
 
     from openhoof_router.learning.data.groups import encode_groups
-    from openhoof_router.learning.trainers.cpu import LISTWISE_WEIGHT, group_loss
+    from openhoof_router.learning.trainers.torch_lora import LISTWISE_WEIGHT, group_loss
 
     model = tiny_model().eval()
     [group, *_] = encode_groups(codec, groups(4, 4), max_tokens=2048)[0]
@@ -103,12 +103,12 @@ def test_shared_prefix_loss_equals_full_forward_loss(codec):
 def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
     from safetensors.numpy import load_file
 
-    from openhoof_router.learning.trainers.cpu import train_cpu
+    from openhoof_router.learning.trainers.torch_lora import train_torch
 
     cfg = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, threads=2, start_from="none")
     outs = []
     for i, seed in enumerate((0, 0, 1)):
-        result = train_cpu(groups(), [], cfg.model_copy(update={"seed": seed}), tmp_path / str(i), None,
+        result = train_torch(groups(), [], cfg.model_copy(update={"seed": seed}), tmp_path / str(i), None,
                            progress=False, model=tiny_model(), tokenizer=tokenizer)
         outs.append(load_file(str(result.adapter_dir / "adapter_model.safetensors")))
     assert outs[0].keys() == outs[1].keys()
@@ -116,34 +116,44 @@ def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
     assert any((outs[0][k] != outs[2][k]).any() for k in outs[0])  # another seed, another adapter
 
 
-def test_cuda_trainer_tokens_equal_the_routers(codec, engine, builtin):
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+
+
+@gpu
+def test_gpu_verdict_loss_equals_the_cpu_loss(codec):
     from openhoof_router.learning.data.groups import encode_groups
-    from openhoof_router.learning.trainers.cuda import IGNORE, verdict_rows
+    from openhoof_router.learning.trainers.torch_lora import group_loss
 
-    encoded, _ = encode_groups(codec, groups(8, 4), max_tokens=2048)
-    rows = verdict_rows(encoded, codec.yes_id, codec.no_id, codec.end_id)
-    served = engine.codec  # the router's codec over llama.cpp's tokenizer
-    for group in groups(8, 4):
-        for sample in group.samples:
-            prompt = [*served.tool_block(group.tools), *served.user_turn(sample.message, sample.context),
-                      *served.segment(group.tools).ids]
-            row = next(r for r in rows if r["input_ids"] == [*prompt, served.end_id])
-            wanted = set(sample.answer)
-            verdicts = [served.yes_id if t.name in wanted else served.no_id for t in group.tools]
-            verdicts.append(served.no_id if wanted else served.yes_id)  # "no tool"
-            # each verdict is the label of the token after its mark; nothing else is learnt
-            assert [x for x in row["labels"] if x != IGNORE] == verdicts
+    encoded = encode_groups(codec, groups(8, 4), max_tokens=2048)[0]
+    on_cpu, on_gpu = tiny_model().eval(), tiny_model().eval().to("cuda")
+    with torch.no_grad():
+        for group in encoded:
+            cpu_loss = group_loss(on_cpu, group, codec.yes_id, codec.no_id).item()
+            gpu_loss = group_loss(on_gpu, group, codec.yes_id, codec.no_id).item()
+            assert gpu_loss == pytest.approx(cpu_loss, rel=1e-3)
 
 
-def test_cuda_trainer_code_path_on_cpu(tokenizer, tmp_path):
-    from openhoof_router.learning.trainers.cuda import train_cuda
+@gpu
+def test_gpu_training_learns_and_checkpoints(tokenizer, tmp_path):
+    from openhoof_router.learning.trainers.torch_lora import train_torch
 
-    cfg = TrainConfig(max_steps=4, batch_size=4, lr=3e-3, threads=2, start_from="none")
-    result = train_cuda(groups(), groups(4, 4, seed=1), cfg, tmp_path, None, device="cpu", progress=False,
-                        model=tiny_model(), tokenizer=tokenizer)
-    losses = [r["loss"] for r in result.history if "loss" in r]
-    assert result.steps == 4 and len(losses) == 4 and result.backend == "cpu"
+    cfg = TrainConfig(max_steps=12, batch_size=4, lr=3e-3, start_from="none")
+    result = train_torch(groups(), groups(4, 4, seed=1), cfg, tmp_path, None, device="cuda", progress=False,
+                         model=tiny_model(), tokenizer=tokenizer, checkpoint_every=5)
+    losses = [r["loss"] for r in result.history]
+    assert result.steps == 12 and result.backend == "cuda-given" and result.peak_gpu_mb
+    assert sum(losses[-3:]) < sum(losses[:3])
     assert (result.adapter_dir / "adapter_model.safetensors").exists()
+    assert (tmp_path / "checkpoints" / "step-000010" / "optimizer.pt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+def test_cuda_backend_without_a_gpu_says_so(tokenizer, tmp_path):
+    from openhoof_router.learning.trainers.torch_lora import train_torch
+
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        train_torch(groups(4), [], TrainConfig(max_steps=1, start_from="none"), tmp_path, None, device="cuda",
+                    progress=False, model=tiny_model(), tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""An interrupted CPU training run, resumed from its last checkpoint, ends with the very
+"""An interrupted training run, resumed from its last checkpoint, ends with the very
 adapter an uninterrupted run writes (long pretraining spans working sessions)."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ def _adapter(result):
 
 
 def test_resumed_training_equals_an_uninterrupted_run(tokenizer, tmp_path, monkeypatch):  # noqa: F811
-    import openhoof_router.learning.trainers.cpu as cpu
+    import openhoof_router.learning.trainers.torch_lora as trainer
 
     cfg = TrainConfig(max_steps=6, batch_size=4, lr=1e-3, threads=2, start_from="none")
-    whole = cpu.train_cpu(groups(), [], cfg, tmp_path / "whole", None, progress=False, model=tiny_model(),
+    whole = trainer.train_torch(groups(), [], cfg, tmp_path / "whole", None, progress=False, model=tiny_model(),
                           tokenizer=tokenizer)
 
     # the same run, killed right after its step-4 checkpoint
-    run_loop = cpu.run_loop
+    run_loop = trainer.run_loop
 
     def killed_after_step_4(*args, **kwargs):
         save = kwargs["checkpoint"]
@@ -41,14 +41,14 @@ def test_resumed_training_equals_an_uninterrupted_run(tokenizer, tmp_path, monke
         return run_loop(*args, **{**kwargs, "checkpoint": checkpoint})
 
     cut = tmp_path / "cut"
-    monkeypatch.setattr(cpu, "run_loop", killed_after_step_4)
+    monkeypatch.setattr(trainer, "run_loop", killed_after_step_4)
     with pytest.raises(KeyboardInterrupt):
-        cpu.train_cpu(groups(), [], cfg, cut, None, progress=False, model=tiny_model(), tokenizer=tokenizer,
+        trainer.train_torch(groups(), [], cfg, cut, None, progress=False, model=tiny_model(), tokenizer=tokenizer,
                       checkpoint_every=2)
-    monkeypatch.setattr(cpu, "run_loop", run_loop)
+    monkeypatch.setattr(trainer, "run_loop", run_loop)
     assert (cut / "checkpoints" / "step-000004").is_dir() and not (cut / "peft").exists()
 
-    resumed = cpu.train_cpu(groups(), [], cfg, cut, None, progress=False, model=tiny_model(), tokenizer=tokenizer,
+    resumed = trainer.train_torch(groups(), [], cfg, cut, None, progress=False, model=tiny_model(), tokenizer=tokenizer,
                             checkpoint_every=2, resume=True)
     a, b = _adapter(whole), _adapter(resumed)
     assert a.keys() == b.keys()

@@ -3,8 +3,8 @@
 A :class:`Group` is one tool list (in the order it is shown) and the requests routed over
 it. Every trainer encodes groups with the one :class:`~openhoof_router.core.prompt.PromptCodec`
 into an :class:`EncodedGroup`: the tool block's ids once, then each request's user turn
-and verdict marks as ids with a label per mark, exactly as the router tokenizes a call. The CPU trainer runs the tool
-block once per group; the others simply repeat it per example.
+and verdict marks as ids with a label per mark, exactly as the router tokenizes a call. The
+torch trainer (CPU, CUDA) runs the tool block once per group; MLX repeats it per example.
 """
 
 from __future__ import annotations

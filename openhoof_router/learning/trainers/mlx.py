@@ -10,7 +10,7 @@ How it maps the seed's (PEFT) hyperparameters:
 - **Targets.** q/k/v/o/gate/up/down projections of every layer (``TARGET_MODULES``).
 - **Optimizer.** AdamW (no weight decay), the shared loop's warm-up + linear decay
   (:mod:`.loop`), global-norm gradient clipping at ``grad_clip``.
-- **Loss.** The CPU trainer's verdict loss (balanced yes/no cross-entropy per request plus
+- **Loss.** The torch trainer's verdict loss (balanced yes/no cross-entropy per request plus
   the listwise term), summed per example and divided by the step's examples; only the
   verdict marks go through the 262k-token output head.
 - **Tokens.** The prompt codec's ids, exactly what the router serves.
@@ -81,12 +81,12 @@ def _batch(groups: Sequence[EncodedGroup], pad_id: int):
 
 def verdict_loss(model: Any, pair: tuple[int, int], inputs: Any, positions: Any, labels: Any, valid: Any,
                  n_examples: int):
-    """The CPU trainer's verdict loss (:func:`..cpu.group_loss`), batched: balanced
+    """The torch trainer's verdict loss (:func:`..torch_lora.group_loss`), batched: balanced
     yes/no cross-entropy per request plus the listwise term, over the two logits that matter."""
     import mlx.core as mx
     import mlx.nn as nn
 
-    from openhoof_router.learning.trainers.cpu import LISTWISE_WEIGHT
+    from openhoof_router.learning.trainers.torch_lora import LISTWISE_WEIGHT
 
     hidden = model.model(inputs)
     flat = hidden.reshape(-1, hidden.shape[-1])[positions]
