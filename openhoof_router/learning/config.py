@@ -32,7 +32,9 @@ class TrainConfig(BaseModel):
     lora_rank: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    backend: Literal["auto", "cpu", "cuda", "mlx"] = "auto"
+    backend: Literal["auto", "cpu", "cuda", "mlx"] = Field(
+        "auto", description="Trainer: cpu, cuda (the same torch trainer and loss on a GPU) or mlx; auto picks "
+                            "cuda where torch sees a GPU, mlx on Apple Silicon, else cpu.")
     max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (smoke runs).")
     seed: int = 0
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out for calibration.")
