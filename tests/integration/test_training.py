@@ -1,7 +1,8 @@
-"""Training on a tiny Gemma 3 built with the real tokenizer: the shared-prefix loss, determinism,
-the same loss and training on a CUDA GPU (where one is visible), the whole run (loss falls, export →
-llama.cpp routes, calibration, gate), --auto thresholds, and CLI options. Real files, real
-processes. (The paired gate and the loop's progress lines are unit tests.)"""
+"""Training on a tiny Gemma 3 built with the real tokenizer: the trainer's tokens are llama.cpp's,
+the shared-prefix loss, determinism, the same loss and training on a CUDA GPU (where one is
+visible), the whole run (loss falls, export → llama.cpp routes, calibration, gate), --auto
+thresholds, and CLI options. Real files, real processes. (The paired gate and the loop's
+progress lines are unit tests.)"""
 
 from __future__ import annotations
 
@@ -114,6 +115,25 @@ def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
     assert outs[0].keys() == outs[1].keys()
     assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])  # bit for bit
     assert any((outs[0][k] != outs[2][k]).any() for k in outs[0])  # another seed, another adapter
+
+
+def test_training_examples_are_the_routers_tokens(codec, engine):
+    """What the torch trainer reads (the transformers tokenizer's encoding) is, token for token,
+    what llama.cpp serves: the tool block, the user turn, the verdict marks, and a label at
+    each mark."""
+    from openhoof_router.learning.data.groups import encode_groups
+
+    served = engine.codec  # the router's codec over llama.cpp's tokenizer
+    encoded, _ = encode_groups(codec, groups(8, 4), max_tokens=2048)
+    for group, enc in zip(groups(8, 4), encoded, strict=True):
+        assert enc.prefix == served.tool_block(group.tools)
+        segment = served.segment(group.tools)
+        for sample, item in zip(group.samples, enc.items, strict=True):
+            user = served.user_turn(sample.message, sample.context)
+            assert item.ids == (*user, *segment.ids)
+            assert item.positions == tuple(len(user) + p for p in segment.positions)
+            wanted = set(sample.answer)
+            assert item.labels == (*(int(t.name in wanted) for t in group.tools), int(not wanted))
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
