@@ -101,6 +101,39 @@ def test_shared_prefix_loss_equals_full_forward_loss(codec):
     assert shared == pytest.approx(total, rel=1e-4)
 
 
+def test_pieces_reading_one_tool_block_pass_give_the_whole_groups_gradient(codec):
+    """A group split into pieces (to bound memory) runs its tool block once: the pieces read a
+    detached copy and the sum of their gradients goes back through the pass once. Every
+    weight's gradient equals the one of the whole group in one batch; leaving out the way
+    back through the pass (the tool block's share) makes it differ."""
+    from openhoof_router.learning.data.groups import encode_groups, split_group
+    from openhoof_router.learning.trainers.torch_lora import ToolBlockState, group_loss
+
+    model = tiny_model()
+    [group, *_] = encode_groups(codec, groups(8, 8), max_tokens=2048)[0]
+    pieces = split_group(group, 3 * max(len(it.ids) for it in group.items))
+    assert len(pieces) > 1 and sum(len(p.items) for p in pieces) == len(group.items)
+
+    def grads(split: bool, through_prefix: bool = True) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        if not split:
+            group_loss(model, group, codec.yes_id, codec.no_id).backward()
+        else:
+            state = ToolBlockState(model, group.prefix, detach=True)
+            for piece in pieces:
+                group_loss(model, piece, codec.yes_id, codec.no_id, state=state).backward()
+            if through_prefix:
+                state.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    whole, split, cut = grads(False), grads(True), grads(True, through_prefix=False)
+    assert whole.keys() == split.keys() and "model.layers.0.self_attn.k_proj.weight" in whole
+    for name, grad in whole.items():
+        assert (split[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name  # float32 summation order
+    assert not torch.allclose(cut["model.layers.0.self_attn.k_proj.weight"],
+                              whole["model.layers.0.self_attn.k_proj.weight"], rtol=1e-3)
+
+
 def test_training_is_deterministic_for_a_seed(tokenizer, tmp_path):
     from safetensors.numpy import load_file
 

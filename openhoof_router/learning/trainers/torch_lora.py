@@ -7,7 +7,8 @@ It is shaped by where a CPU's time goes. Two facts rule a CPU step of Gemma 3 27
   - the tool block is most of every prompt and identical within a group, so it runs
     *once* per group: its KV state, computed with the LoRA weights and gradients
     attached, is repeated across the group's requests, and only their short user turns
-    and verdict marks run per request.
+    and verdict marks run per request (also when a group is split into pieces to bound
+    memory: :class:`ToolBlockState`).
 The loss equals the one computed from a full forward pass over each prompt (tested; it needs
 transformers >= 5.24), at a fraction of the cost. Results on the CPU are deterministic for a
 given seed and thread count (tested).
@@ -41,36 +42,79 @@ WIDTH_STEP = 32
 """Padded request widths are multiples of this (see :func:`_after_prefix`)."""
 
 
-def _after_prefix(lm: Any, prefix: Sequence[int], seqs: Sequence[Sequence[int]], pad_id: int) -> Any:
-    """The last hidden states of ``seqs``, each read after ``prefix``, which runs once: its KV
-    state is repeated per sequence (a differentiable copy: gradients flow back into it)."""
-    import torch
-    from transformers import DynamicCache
+class ToolBlockState:
+    """The tool block's KV state after one pass over it, read by any number of request batches.
 
-    decoder, size, device = lm.model, len(seqs), lm.device
-    cache = DynamicCache(config=lm.config)
-    decoder(input_ids=torch.tensor([prefix], device=device), cache=cache, use_cache=True)
-    if size > 1:
-        cache.batch_repeat_interleave(size)
+    ``detach=False``: batches read the pass itself, so each backward runs back through it
+    (one batch per group). ``detach=True``: batches read detached copies, whose gradients
+    add up; :meth:`backward` then sends their sum back through the pass once. A group split
+    into pieces (to bound memory) so runs its tool block once forward and once backward,
+    not once per piece: the same gradient (tested), 17 % fewer tokens in ``hoof-train run``
+    and 19 % less time over its first 30 steps (measured side by side on 2 cores).
+    """
+
+    def __init__(self, lm: Any, prefix: Sequence[int], *, detach: bool = False) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        self.length = len(prefix)
+        cache: Any = DynamicCache(config=lm.config)  # Any: its layers' union type knows no keys
+        lm.model(input_ids=torch.tensor([prefix], device=lm.device), cache=cache, use_cache=True)
+        self._cache = cache
+        self._source: list[tuple[Any, Any]] = [(layer.keys, layer.values) for layer in cache.layers]
+        self._kv = self._source
+        if detach:
+            self._kv = [(k.detach().requires_grad_(k.requires_grad), v.detach().requires_grad_(v.requires_grad))
+                        for k, v in self._source]
+
+    def cache(self, size: int) -> Any:
+        """A cache holding the state ``size`` times (a differentiable copy), for one batch to extend."""
+        import copy
+
+        cache = copy.copy(self._cache)  # the batch extends its own layers, never the shared ones
+        cache.layers = [copy.copy(layer) for layer in self._cache.layers]
+        for layer, (keys, values) in zip(cache.layers, self._kv, strict=True):
+            layer.keys = keys.repeat_interleave(size, dim=0) if size > 1 else keys
+            layer.values = values.repeat_interleave(size, dim=0) if size > 1 else values
+        return cache
+
+    def backward(self) -> None:
+        """Send the gradients the batches left on the detached state back through the pass."""
+        import torch
+
+        pairs = [(src, kv.grad) for (src_k, src_v), (k, v) in zip(self._source, self._kv, strict=True)
+                 for src, kv in ((src_k, k), (src_v, v)) if kv is not src and kv.grad is not None]
+        if pairs:
+            torch.autograd.backward([src for src, _ in pairs], [grad for _, grad in pairs])
+
+
+def _after_prefix(lm: Any, state: ToolBlockState, seqs: Sequence[Sequence[int]], pad_id: int) -> Any:
+    """The last hidden states of ``seqs``, each read after the tool block in ``state``."""
+    import torch
+
+    size, device = len(seqs), lm.device
+    cache = state.cache(size)
     # Widths in steps of WIDTH_STEP: fewer distinct shapes, so fewer of the kernels oneDNN
     # builds and caches per shape (the resting RSS crept ~11 MB a step with exact widths).
     width = -(-max(len(s) for s in seqs) // WIDTH_STEP) * WIDTH_STEP
     suffix = torch.full((size, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((size, len(prefix) + width), dtype=torch.long)
-    mask[:, : len(prefix)] = 1
+    mask = torch.zeros((size, state.length + width), dtype=torch.long)
+    mask[:, : state.length] = 1
     for i, seq in enumerate(seqs):
         suffix[i, : len(seq)] = torch.tensor(seq)
-        mask[i, len(prefix) : len(prefix) + len(seq)] = 1
-    return decoder(input_ids=suffix.to(device), attention_mask=mask.to(device), cache=cache,
-                   use_cache=True).last_hidden_state
+        mask[i, state.length : state.length + len(seq)] = 1
+    return lm.model(input_ids=suffix.to(device), attention_mask=mask.to(device), cache=cache,
+                    use_cache=True).last_hidden_state
 
 
 LISTWISE_WEIGHT = 0.5
 """Weight of the listwise term: the offered tools (and "no tool") compete for the request."""
 
 
-def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: int = 0):
-    """Summed verdict loss of a group sharing one prefix (the tool block runs once).
+def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: int = 0,
+               state: ToolBlockState | None = None):
+    """Summed verdict loss of a group sharing one prefix (the tool block runs once; ``state``:
+    its pass, already run, e.g. for the group this piece was split from).
 
     At each verdict position only two logits matter, "yes" and "no": their difference is
     the tool's margin. Per request: a yes/no cross-entropy averaged separately over needed
@@ -82,7 +126,8 @@ def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: in
     import torch.nn.functional as F
 
     items, head = group.items, lm.lm_head
-    hidden = _after_prefix(lm, group.prefix, [it.ids for it in items], pad_id)
+    state = state or ToolBlockState(lm, group.prefix)
+    hidden = _after_prefix(lm, state, [it.ids for it in items], pad_id)
     rows: list[int] = []
     cols: list[int] = []
     for i, it in enumerate(items):
@@ -200,8 +245,8 @@ def train_torch(
     train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
     val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
 
-    def loss_of(g: EncodedGroup) -> Any:
-        return group_loss(lm, g, codec.yes_id, codec.no_id, pad_id)
+    def loss_of(g: EncodedGroup, state: ToolBlockState | None = None) -> Any:
+        return group_loss(lm, g, codec.yes_id, codec.no_id, pad_id, state)
     if not train_enc:
         raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
     layout = RunLayout(root=out_dir)
@@ -219,11 +264,16 @@ def train_torch(
             g["lr"] = lr
         n = sum(len(g.items) for g in groups)
         total = 0.0
-        # one backward per piece of a group: only one piece's graph is alive at a time
-        for piece in (p for group in groups for p in split_group(group, cfg.step_tokens)):
-            loss = loss_of(piece) / n
-            loss.backward()
-            total += float(loss.item())
+        for group in groups:
+            # one backward per piece of a group: only one piece's graph (beside the tool
+            # block's) is alive at a time; the tool block runs once for all of them
+            pieces = split_group(group, cfg.step_tokens)
+            state = ToolBlockState(lm, group.prefix, detach=len(pieces) > 1)
+            for piece in pieces:
+                loss = loss_of(piece, state) / n
+                loss.backward()
+                total += float(loss.item())
+            state.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
