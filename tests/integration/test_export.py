@@ -51,12 +51,34 @@ def prompts(engine) -> Prompts:
     return block, [engine.codec.user_turn(m) for m in MESSAGES]
 
 
+GGUF_PARSES: list[str] = []
+"""Files the conversion in ``hf_base`` parsed with ``gguf.GGUFReader``, in order."""
+
+
 @pytest.fixture(scope="module")
 def hf_base(base_ref):
+    import gguf
+
     from openhoof_router.models.base_model import load_gguf_as_transformers
 
-    model, _ = load_gguf_as_transformers(base_ref.gguf)
+    original = gguf.GGUFReader
+
+    def counting(path, mode="r"):
+        GGUF_PARSES.append(str(path))
+        return original(path, mode)
+
+    gguf.GGUFReader = counting
+    try:
+        model, _ = load_gguf_as_transformers(base_ref.gguf)
+    finally:
+        gguf.GGUFReader = original
     return model.eval()
+
+
+def test_converting_the_gguf_parses_it_once(hf_base, base_ref):
+    """transformers reads the GGUF for the tokenizer, the config and the weights; each parse
+    walks the whole 262k-token vocabulary (~13 s here), so the conversion shares one."""
+    assert GGUF_PARSES == [str(base_ref.gguf)]
 
 
 @pytest.fixture(scope="module")
