@@ -37,7 +37,13 @@ def main() -> None:
     from openhoof_router.learning.data.groups import EncodedGroup, encode_groups, split_group, split_records
     from openhoof_router.learning.run import epoch_groups, start_adapter
     from openhoof_router.learning.trainers.loop import plan_steps
-    from openhoof_router.learning.trainers.torch_lora import ToolBlockState, attach_lora, group_loss, train_dtype
+    from openhoof_router.learning.trainers.torch_lora import (
+        attach_lora,
+        group_backward,
+        group_loss,
+        padded_width,
+        train_dtype,
+    )
     from openhoof_router.models.base_model import resolve_base_model
     from openhoof_router.models.hf import HFTokenizer, load_float_model
     from openhoof_router.store.paths import resolve_paths
@@ -63,19 +69,18 @@ def main() -> None:
     def backward(groups: list[EncodedGroup], once_per_group: bool) -> None:
         n = sum(len(g.items) for g in groups)
         for group in groups:
-            pieces = split_group(group, cfg.step_tokens)
-            state = ToolBlockState(lm, group.prefix, detach=len(pieces) > 1) if once_per_group else None
-            for piece in pieces:  # state None: group_loss runs the tool block for this piece
-                (group_loss(lm, piece, codec.yes_id, codec.no_id, pad, state) / n).backward()
-            if state is not None:
-                state.backward()
+            if once_per_group:  # what the trainer runs
+                group_backward(lm, group, cfg.step_tokens, codec.yes_id, codec.no_id, pad, n)
+                continue
+            for piece in split_group(group, cfg.step_tokens):  # each piece runs the tool block itself
+                (group_loss(lm, piece, codec.yes_id, codec.no_id, pad) / n).backward()
 
     def tokens(once_per_group: bool) -> int:
         total = 0
         for group in encoded:
             pieces = split_group(group, cfg.step_tokens)
             total += len(group.prefix) * (1 if once_per_group else len(pieces))
-            total += sum(-(-max(len(it.ids) for it in p.items) // 32) * 32 * len(p.items) for p in pieces)
+            total += sum(padded_width(len(it.ids) for it in p.items) * len(p.items) for p in pieces)
         return total
 
     seconds: dict[bool, float] = {True: 0.0, False: 0.0}

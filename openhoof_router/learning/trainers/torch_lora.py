@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from openhoof_router.store.paths import Paths
 from openhoof_router.store.runs import RunLayout
 
 WIDTH_STEP = 32
-"""Padded request widths are multiples of this (see :func:`_after_prefix`)."""
+"""Padded request widths are multiples of this (see :func:`padded_width`)."""
 
 
 class ToolBlockState:
@@ -79,13 +79,23 @@ class ToolBlockState:
         return cache
 
     def backward(self) -> None:
-        """Send the gradients the batches left on the detached state back through the pass."""
+        """Send the gradients the batches left on the detached state back through the pass
+        (nothing to do when they read the pass itself)."""
         import torch
 
-        pairs = [(src, kv.grad) for (src_k, src_v), (k, v) in zip(self._source, self._kv, strict=True)
-                 for src, kv in ((src_k, k), (src_v, v)) if kv is not src and kv.grad is not None]
+        if self._kv is self._source:
+            return
+        pairs = [(src, read.grad) for src_pair, read_pair in zip(self._source, self._kv, strict=True)
+                 for src, read in zip(src_pair, read_pair, strict=True) if read.grad is not None]
         if pairs:
             torch.autograd.backward([src for src, _ in pairs], [grad for _, grad in pairs])
+
+
+def padded_width(lengths: Iterable[int]) -> int:
+    """The width a batch of requests is padded to: the longest, rounded up to a multiple of
+    WIDTH_STEP. Fewer distinct shapes, so fewer of the kernels oneDNN builds and caches per
+    shape (the resting RSS crept ~11 MB a step with exact widths)."""
+    return -(-max(lengths) // WIDTH_STEP) * WIDTH_STEP
 
 
 def _after_prefix(lm: Any, state: ToolBlockState, seqs: Sequence[Sequence[int]], pad_id: int) -> Any:
@@ -94,9 +104,7 @@ def _after_prefix(lm: Any, state: ToolBlockState, seqs: Sequence[Sequence[int]],
 
     size, device = len(seqs), lm.device
     cache = state.cache(size)
-    # Widths in steps of WIDTH_STEP: fewer distinct shapes, so fewer of the kernels oneDNN
-    # builds and caches per shape (the resting RSS crept ~11 MB a step with exact widths).
-    width = -(-max(len(s) for s in seqs) // WIDTH_STEP) * WIDTH_STEP
+    width = padded_width(len(s) for s in seqs)
     suffix = torch.full((size, width), pad_id, dtype=torch.long)
     mask = torch.zeros((size, state.length + width), dtype=torch.long)
     mask[:, : state.length] = 1
@@ -149,6 +157,23 @@ def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: in
         total = total + per[y].mean() + (per[~y].mean() if (~y).any() else 0.0)
         total = total - LISTWISE_WEIGHT * torch.log_softmax(m, dim=0)[y].mean()
     return total
+
+def group_backward(lm: Any, group: EncodedGroup, step_tokens: int, yes_id: int, no_id: int, pad_id: int,
+                   examples: int) -> float:
+    """Backpropagate ``group``'s verdict loss divided by ``examples`` (the step's); returns that
+    loss. The group runs in pieces of at most ``step_tokens`` padded request tokens, so only
+    one piece's graph (beside the tool block's) is alive at a time; the tool block runs once
+    for all of them (:class:`ToolBlockState`)."""
+    pieces = split_group(group, step_tokens)
+    state = ToolBlockState(lm, group.prefix, detach=len(pieces) > 1)
+    total = 0.0
+    for piece in pieces:
+        loss = group_loss(lm, piece, yes_id, no_id, pad_id, state) / examples
+        loss.backward()
+        total += float(loss.item())
+    state.backward()
+    return total
+
 
 def cpu_has_bf16() -> bool:
     """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): there a bf16
@@ -245,8 +270,6 @@ def train_torch(
     train_enc, dropped = encode_groups(codec, train, max_tokens=cfg.max_tokens)
     val_enc, _ = encode_groups(codec, val, max_tokens=cfg.max_tokens)
 
-    def loss_of(g: EncodedGroup, state: ToolBlockState | None = None) -> Any:
-        return group_loss(lm, g, codec.yes_id, codec.no_id, pad_id, state)
     if not train_enc:
         raise ValueError(f"no training examples left ({dropped} longer than {cfg.max_tokens} tokens)")
     layout = RunLayout(root=out_dir)
@@ -263,17 +286,7 @@ def train_torch(
         for g in optimizer.param_groups:
             g["lr"] = lr
         n = sum(len(g.items) for g in groups)
-        total = 0.0
-        for group in groups:
-            # one backward per piece of a group: only one piece's graph (beside the tool
-            # block's) is alive at a time; the tool block runs once for all of them
-            pieces = split_group(group, cfg.step_tokens)
-            state = ToolBlockState(lm, group.prefix, detach=len(pieces) > 1)
-            for piece in pieces:
-                loss = loss_of(piece, state) / n
-                loss.backward()
-                total += float(loss.item())
-            state.backward()
+        total = sum(group_backward(lm, g, cfg.step_tokens, codec.yes_id, codec.no_id, pad_id, n) for g in groups)
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -284,7 +297,7 @@ def train_torch(
     def validate(groups: Sequence[EncodedGroup]) -> float:
         peft_model.eval()
         with torch.no_grad():
-            total = sum(float(loss_of(g).item()) for g in groups)
+            total = sum(float(group_loss(lm, g, codec.yes_id, codec.no_id, pad_id).item()) for g in groups)
         peft_model.train()
         return total / sum(len(g.items) for g in groups)
 
