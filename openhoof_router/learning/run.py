@@ -215,6 +215,7 @@ def run(
             calibration=[to_item(r.model_dump()) for r in val_recs] + general_items(n_calib, CALIBRATION_FILE),
             known_tools=frozenset(t.name for r in data.train for t in record_tools(r)),
             evaluations={"held_out": held, **({"general": general} if general else {})},
+            unseen_also=("general",),
             judge=user_judge(registry, base, paths, cfg, progress, held, general, n_single),
             data={"n_examples": len(data.train), "n_train": len(train_recs), "n_val": len(val_recs),
                   "hash": data.data_hash, **data.counts, "skipped_lines": data.skipped_lines},

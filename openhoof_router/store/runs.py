@@ -64,7 +64,7 @@ class Decoding(BaseModel):
     and keeps at :attr:`unseen_keep_threshold`. Empty: every tool counts as known."""
     unseen_keep_threshold: float | None = Field(None, ge=0)
     """The keep threshold on turns offering a tool outside :attr:`known_tools`, fitted on the
-    calibration turns that do (None: the answer's tools only)."""
+    calibration and general-sample turns that do (None: the answer's tools only)."""
 
 
 class RunLayout(BaseModel):
