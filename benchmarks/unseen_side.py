@@ -29,7 +29,7 @@ from quality import CATEGORIES, DEFAULT_BFCL, load_sets  # noqa: E402
 from openhoof_router.core.records import RoutingDecision  # noqa: E402
 from openhoof_router.learning.data.shipped_samples import CALIBRATION_FILE, GATE_FILE  # noqa: E402
 from openhoof_router.learning.evaluation.calibrate import Scored  # noqa: E402
-from openhoof_router.learning.evaluation.evaluate import EvalItem  # noqa: E402
+from openhoof_router.learning.evaluation.evaluate import EvalItem, route_all  # noqa: E402
 from openhoof_router.learning.evaluation.safe_side import (  # noqa: E402
     KEEP_GRID,
     fit_unseen_side,
@@ -50,7 +50,7 @@ def route(run: ServedRun, threads: int, *sets: list[EvalItem]) -> list[Routed]:
     engine = serve(RouterSettings.of(None, model=run, n_threads=threads), probe=False).engine
     assert engine is not None
     try:
-        return [[(engine.route(i.message, i.tools, context=i.context), i) for i in items] for items in sets]
+        return [list(zip(route_all(engine, items, progress=False), items, strict=True)) for items in sets]
     finally:
         engine.close()
 
@@ -76,7 +76,7 @@ def main() -> None:
     fits = {f"calib{CALIBRATION_GENERAL}": (CALIBRATION_GENERAL, False),
             f"calib{CALIBRATION_GENERAL}+gate (a run now)": (CALIBRATION_GENERAL, True),
             f"calib{len(calib)}+gate": (len(calib), True)}
-    rows: dict[str, list[tuple[float | None, float, float]]] = {name: [] for name in fits}
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in fits}
     print("| run | fitted on | turns | keep | BFCL turn recall | BFCL cut (5+ tools) |")
     print("|---|---|---|---|---|---|")
     curves = []
@@ -92,7 +92,7 @@ def main() -> None:
             pairs = calib_d[:n_calib] + (gate_d if with_gate else [])
             side = fit_unseen_side([Scored.of(d, i.expected) for d, i in pairs], known)
             recall, cut = bfcl_at(policy, side.keep_threshold, bfcl_d)
-            rows[name].append((side.keep_threshold, recall, cut))
+            rows[name].append((recall, cut))
             print(f"| {folder.name} | {name} | {side.n} | {side.keep_threshold} | {recall:.1%} | {cut:.1%} |",
                   flush=True)
         curves.append(f"| {folder.name} | " + " | ".join(
@@ -101,7 +101,7 @@ def main() -> None:
     print("|---|---|---|")
     for name, got in rows.items():
         cells = []
-        for k in (1, 2):
+        for k in (0, 1):
             values = [100 * r[k] for r in got]
             cells.append(f"{statistics.mean(values):.1f} ± {(max(values) - min(values)) / 2:.1f}")
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -38,7 +38,7 @@ from rich.console import Console
 from openhoof_router.learning.config import TrainConfig, TrainResult
 from openhoof_router.learning.data.groups import Group
 from openhoof_router.learning.evaluation.calibrate import RuleFit, Scored, fit_verdict_rule
-from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, predicted, route_all, score, summary_row
+from openhoof_router.learning.evaluation.evaluate import EvalItem, EvalReport, route_all, score_decisions, summary_row
 from openhoof_router.learning.evaluation.gate import GateDecision
 from openhoof_router.learning.evaluation.safe_side import (
     OWN_RECALL,
@@ -191,7 +191,7 @@ def carry_out(plan: RunPlan, paths: Paths, clock: RunClock, *, progress: bool = 
             reports, routed = {}, []
             for name, items in plan.evaluations.items():
                 decisions = route_all(engine, items, progress=progress)
-                reports[name] = score(items, [predicted(d) for d in decisions], [d.latency_ms for d in decisions])
+                reports[name] = score_decisions(items, decisions)
                 if name in plan.unseen_also:
                     routed += [Scored.of(d, item.expected) for d, item in zip(decisions, items, strict=True)]
         if fit is not None and plan.known_tools:

@@ -274,7 +274,11 @@ def route_all(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool
 
 def evaluate(engine: RouterEngine, items: Sequence[EvalItem], *, progress: bool = True, skipped: int = 0) -> EvalReport:
     """Route every item and score the decisions."""
-    decisions = route_all(engine, items, progress=progress)
+    return score_decisions(items, route_all(engine, items, progress=progress), skipped)
+
+
+def score_decisions(items: Sequence[EvalItem], decisions: Sequence[RoutingDecision], skipped: int = 0) -> EvalReport:
+    """Score routed decisions (one per item, in order) against the items."""
     return score(items, [predicted(d) for d in decisions], [d.latency_ms for d in decisions], skipped)
 
 

@@ -158,6 +158,7 @@ def group_loss(lm: Any, group: EncodedGroup, yes_id: int, no_id: int, pad_id: in
         total = total - LISTWISE_WEIGHT * torch.log_softmax(m, dim=0)[y].mean()
     return total
 
+
 def group_backward(lm: Any, group: EncodedGroup, step_tokens: int, yes_id: int, no_id: int, pad_id: int,
                    examples: int) -> float:
     """Backpropagate ``group``'s verdict loss divided by ``examples`` (the step's); returns that
